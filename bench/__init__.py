@@ -1,0 +1,1 @@
+"""Benchmarks: open-loop load, a same-run baseline server, reports (docs/performance.md)."""

@@ -1,0 +1,70 @@
+"""Response codes: one table, shared by every channel.
+
+The terminal protocol and ISO 8583 both answer with these two-character codes (ISO 8583
+field 39 semantics), so a decline means the same thing whichever way the request came in.
+docs/protocol.md renders this table; a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ResponseCode(enum.StrEnum):
+    APPROVED = "00"
+    INVALID_MERCHANT = "03"
+    DO_NOT_HONOUR = "05"
+    INVALID_TRANSACTION = "12"
+    INVALID_AMOUNT = "13"
+    INVALID_CARD = "14"
+    ORIGINAL_NOT_FOUND = "25"
+    FORMAT_ERROR = "30"
+    LOST_CARD = "41"
+    INSUFFICIENT_FUNDS = "51"
+    NOT_PERMITTED_TO_CARDHOLDER = "57"
+    NOT_PERMITTED_TO_TERMINAL = "58"
+    EXCEEDS_AMOUNT_LIMIT = "61"
+    RESTRICTED_CARD = "62"
+    SECURITY_VIOLATION = "63"
+    ISSUER_UNAVAILABLE = "91"
+    DUPLICATE_TRANSMISSION = "94"
+    SYSTEM_MALFUNCTION = "96"
+
+    @property
+    def approved(self) -> bool:
+        return self is ResponseCode.APPROVED
+
+    @property
+    def description(self) -> str:
+        return DESCRIPTIONS[self]
+
+
+DESCRIPTIONS: dict[ResponseCode, str] = {
+    ResponseCode.APPROVED: "Approved; money moved as stated in the answer.",
+    ResponseCode.INVALID_MERCHANT: "Unknown terminal id: the switch has no such terminal.",
+    ResponseCode.DO_NOT_HONOUR: "Declined for a reason not disclosed to the terminal.",
+    ResponseCode.INVALID_TRANSACTION: (
+        "The request cannot apply: e.g. reversal of a declined request or of a request "
+        "that moved no money."
+    ),
+    ResponseCode.INVALID_AMOUNT: "Amount is zero, negative or not an integer number of fen.",
+    ResponseCode.INVALID_CARD: "Unknown card number, or the card is cancelled or replaced.",
+    ResponseCode.ORIGINAL_NOT_FOUND: (
+        "Reversal names a sequence number the switch holds no record of for this terminal "
+        "(never seen, or older than the idempotency window)."
+    ),
+    ResponseCode.FORMAT_ERROR: "The frame or message is malformed: wrong shape, type or size.",
+    ResponseCode.LOST_CARD: "The card is reported lost (temporarily or formally).",
+    ResponseCode.INSUFFICIENT_FUNDS: "The account cannot cover the amount.",
+    ResponseCode.NOT_PERMITTED_TO_CARDHOLDER: "The card's state does not allow this use.",
+    ResponseCode.NOT_PERMITTED_TO_TERMINAL: "This terminal's kind may not send this message.",
+    ResponseCode.EXCEEDS_AMOUNT_LIMIT: "Amount is above the per-transaction limit.",
+    ResponseCode.RESTRICTED_CARD: "The card's social-security functions are suspended.",
+    ResponseCode.SECURITY_VIOLATION: "The MAC does not verify with the terminal's key.",
+    ResponseCode.ISSUER_UNAVAILABLE: "The account holder's institution cannot be reached.",
+    ResponseCode.DUPLICATE_TRANSMISSION: (
+        "Sequence number reused with different content, older than the idempotency window, "
+        "or a reversal of a request already reversed."
+    ),
+    ResponseCode.SYSTEM_MALFUNCTION: "The switch could not complete the request; retry.",
+}

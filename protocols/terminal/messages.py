@@ -1,0 +1,101 @@
+"""Terminal protocol v1 messages.
+
+Every message is a MessagePack array whose first element is the message tag (requests) so a
+terminal vendor can build one with any MessagePack library; field order is the wire order.
+Trailing fields may be added in later versions; decoders ignore trailing elements they do not
+know, so old terminals keep working.
+
+Semantic checks (is the amount positive, does the card exist) belong to the engine, which
+answers them with specific response codes; this module checks only shape and type, which
+the codec answers with 30 (format error).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+# Terminal ids are printed on the device and keyed in by field engineers: short upper-case
+# alphanumerics. 16 characters is the width of ISO 8583 DE41 (8) doubled for our gate ids.
+TERMINAL_ID_LENGTH_MAX = 16
+# Card numbers are 9 characters; we accept up to 32 here so that a wrong card number reaches
+# the engine and gets 14 (invalid card) rather than 30 (format error), while still bounding
+# what a hostile peer can make us hash and look up.
+CARD_LENGTH_MAX = 32
+# Sequence numbers are unsigned 63-bit so they survive every MessagePack library that maps
+# integers onto signed 64-bit types.
+SEQ_MAX = 2**63 - 1
+
+TerminalId = Annotated[str, msgspec.Meta(min_length=1, max_length=TERMINAL_ID_LENGTH_MAX)]
+Seq = Annotated[int, msgspec.Meta(ge=1, le=SEQ_MAX)]
+TimeMs = Annotated[int, msgspec.Meta(ge=0, le=SEQ_MAX)]
+CardNumber = Annotated[str, msgspec.Meta(max_length=CARD_LENGTH_MAX)]
+
+
+class Tap(msgspec.Struct, tag="tap", array_like=True, frozen=True):
+    """A transit gate tap: charge the fare from the card's transit purse."""
+
+    terminal_id: TerminalId
+    seq: Seq
+    terminal_time_ms: TimeMs
+    card: CardNumber
+
+
+class Purchase(msgspec.Struct, tag="purchase", array_like=True, frozen=True):
+    """A merchant purchase paid from the transit purse (stored value)."""
+
+    terminal_id: TerminalId
+    seq: Seq
+    terminal_time_ms: TimeMs
+    card: CardNumber
+    amount_fen: int
+
+
+class Reversal(msgspec.Struct, tag="reversal", array_like=True, frozen=True):
+    """Undo this terminal's earlier request `original_seq` (tap or purchase)."""
+
+    terminal_id: TerminalId
+    seq: Seq
+    terminal_time_ms: TimeMs
+    original_seq: Seq
+
+
+class Balance(msgspec.Struct, tag="balance", array_like=True, frozen=True):
+    """Ask for the transit purse balance of a card."""
+
+    terminal_id: TerminalId
+    seq: Seq
+    terminal_time_ms: TimeMs
+    card: CardNumber
+
+
+class Echo(msgspec.Struct, tag="echo", array_like=True, frozen=True):
+    """Liveness and MAC check; moves nothing and is not journalled."""
+
+    terminal_id: TerminalId
+    seq: Seq
+    terminal_time_ms: TimeMs
+
+
+Request = Tap | Purchase | Reversal | Balance | Echo
+REQUEST_TYPES: tuple[type[Request], ...] = (Tap, Purchase, Reversal, Balance, Echo)
+# The tag of each request type, e.g. for metric labels.
+KIND: dict[type[Request], str] = {cls: str(cls.__struct_config__.tag) for cls in REQUEST_TYPES}
+
+
+class Response(msgspec.Struct, array_like=True, frozen=True):
+    """The switch's answer to one request, matched by `seq`.
+
+    amount_fen: money moved by this request (0 on a decline).
+    balance_fen: the transit purse after the request, or nil when not disclosed.
+    reference: the switch's decision number (approval code), or nil when the request was
+        not journalled (format errors, unknown terminal, bad MAC, echo).
+    """
+
+    seq: int
+    code: str
+    amount_fen: int = 0
+    balance_fen: int | None = None
+    reference: int | None = None
+    switch_time_ms: int = 0

@@ -1,0 +1,1 @@
+"""Settlement with partner banks: cycles, net positions, files, reconciliation (issue 8)."""

@@ -1,0 +1,5 @@
+import sys
+
+from switch.cli import main
+
+sys.exit(main())

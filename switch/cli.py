@@ -1,0 +1,177 @@
+"""`onecard` — run the switch, make demo data, talk to it from the shell.
+
+onecard run --demo              serve with demo data on the embedded journal
+onecard demo --cards 100000     create demo data only
+onecard tap X00000001           tap a card at a gate and print the answer
+onecard purchase X00000001 350  pay 3.50 yuan at a merchant terminal
+onecard balance X00000001
+onecard reverse SEQ --terminal P0001
+onecard echo
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import resource
+import sys
+from pathlib import Path
+
+import anyio
+
+from protocols.codes import ResponseCode
+from protocols.terminal import Request, Response
+from switch.client import TerminalClient, clock_seq
+from switch.config import Config, ServerConfig, load_config
+from switch.core import open_switch
+from switch.demo import DemoSpec, create_demo
+from switch.errors import SwitchError
+from switch.keystore import KeyStore
+from switch.service import run
+
+DEFAULT_DATA_DIR = Path(os.environ.get("ONECARD_DATA_DIR", "data"))
+LOOPS = ("uvloop", "asyncio", "trio")
+
+
+def _yuan(fen: int | None) -> str:
+    return "-" if fen is None else f"¥{fen // 100}.{fen % 100:02d}"
+
+
+def _print_response(request: Request, response: Response, mac_failures: int) -> None:
+    code = ResponseCode(response.code) if response.code in ResponseCode._value2member_map_ else None
+    meaning = code.description if code is not None else "unknown code"
+    print(
+        f"{type(request).__name__.lower()} seq={response.seq} code={response.code} "
+        f"({meaning}) amount={_yuan(response.amount_fen)} balance={_yuan(response.balance_fen)} "
+        f"reference={response.reference}"
+        + ("  WARNING: answer MAC did not verify" if mac_failures else "")
+    )
+
+
+def _raise_file_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    server = config.server
+    config = Config(
+        engine=config.engine,
+        server=ServerConfig(
+            host=args.host or server.host,
+            port=server.port if args.port is None else args.port,
+            metrics_port=server.metrics_port if args.metrics_port is None else args.metrics_port,
+            loop=args.loop or server.loop,
+        ),
+    )
+    data_dir: Path = args.data_dir
+    if args.demo and not (data_dir / "journal").exists():
+        count = create_demo(data_dir, DemoSpec(cards=args.cards), config.engine)
+        logging.getLogger("onecard").info("demo data: %d records written to %s", count, data_dir)
+    _raise_file_limit()
+    run(open_switch(data_dir, config), config)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    count = create_demo(args.data_dir, DemoSpec(cards=args.cards), config.engine)
+    print(f"demo data: {count} records in {args.data_dir}")
+    return 0
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    keys = KeyStore.load(args.data_dir)
+    terminal = args.terminal or ("P0001" if args.command in ("purchase",) else "G0001")
+    key = keys.terminals.get(terminal)
+    if key is None:
+        print(f"no key for terminal {terminal} in {args.data_dir}", file=sys.stderr)
+        return 2
+
+    async def talk() -> None:
+        async with await TerminalClient.connect(
+            args.host, args.port, terminal, key, first_seq=args.seq or clock_seq()
+        ) as client:
+            request: Request
+            if args.command == "tap":
+                request = client.tap(args.card)
+            elif args.command == "purchase":
+                request = client.purchase(args.card, args.amount_fen)
+            elif args.command == "balance":
+                request = client.balance(args.card)
+            elif args.command == "reverse":
+                request = client.reversal(args.original_seq)
+            else:
+                request = client.echo()
+            response = await client.request(request)
+            _print_response(request, response, client.mac_failures)
+
+    anyio.run(talk)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onecard", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="journal and key store (default: %(default)s)",
+    )
+    parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="serve terminals on the embedded journal")
+    run.add_argument("--demo", action="store_true", help="create demo data if there is none")
+    run.add_argument("--cards", type=int, default=DemoSpec.cards, help="demo cards to create")
+    run.add_argument("--host", default=None)
+    run.add_argument("--port", type=int, default=None, help="terminal port (0: any free)")
+    run.add_argument("--metrics-port", type=int, default=None, help="Prometheus port")
+    run.add_argument("--loop", choices=LOOPS, default=None, help="event loop (default uvloop)")
+    run.set_defaults(handler=cmd_run)
+
+    demo = commands.add_parser("demo", help="create demo data in a new data directory")
+    demo.add_argument("--cards", type=int, default=DemoSpec.cards)
+    demo.set_defaults(handler=cmd_demo)
+
+    def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--host", default=ServerConfig().host)
+        sub.add_argument("--port", type=int, default=ServerConfig().port)
+        sub.add_argument("--terminal", default=None, help="terminal id (gate G0001, POS P0001)")
+        sub.add_argument("--seq", type=int, default=None, help="sequence number (default: clock)")
+        sub.set_defaults(handler=cmd_client)
+        return sub
+
+    client_command("tap", "tap a card at a gate").add_argument("card")
+    purchase = client_command("purchase", "pay at a merchant terminal")
+    purchase.add_argument("card")
+    purchase.add_argument("amount_fen", type=int)
+    client_command("balance", "ask a card's purse balance").add_argument("card")
+    client_command("reverse", "reverse an earlier request of the terminal").add_argument(
+        "original_seq", type=int
+    )
+    client_command("echo", "check the link and the terminal key")
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except SwitchError as exc:
+        print(f"onecard: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"onecard: {exc}", file=sys.stderr)
+        return 1
+    return result

@@ -1,0 +1,141 @@
+"""Demo data: realistic cards, holders and terminals, written through the real journal.
+
+Holders get valid citizen ID numbers from Shiyan's districts (checksummed, real dates);
+only their keyed token and masked form reach the journal. Cards get 9-character numbers,
+bank accounts Luhn-valid numbers at one of the partner banks. A few fixed cards sit in each
+non-active state so every decline can be tried from the shell:
+
+    X00000001 active, purse full      X00000004 suspended (social security)
+    X00000002 temporarily lost        X00000005 cancelled
+    X00000003 lost                    X00000006 replaced
+    X00000007 active, purse empty
+
+Terminals: gates G0001.. (owner shiyan-bus) and merchant POS P0001.. (owner merchant-NNNN),
+keys random, kept in the key store.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from protocols.terminal.mac import key_check_value
+from switch.config import EngineConfig
+from switch.domain.identifiers import (
+    citizen_id_check_character,
+    citizen_id_token,
+    luhn_check_digit,
+    mask_bank_account,
+    mask_citizen_id,
+    normalise_citizen_id,
+)
+from switch.domain.model import CardCategory, CardStatus, TerminalKind
+from switch.errors import ConfigError
+from switch.journal import Journal, Record, recover
+from switch.journal.records import CardIssued, TerminalRegistered
+from switch.keystore import KeyStore
+
+SHIYAN_REGIONS = ("420302", "420303", "420304", "420322", "420323", "420324", "420325", "420381")
+PARTNER_BANKS = {"ABC": "622848", "ICBC": "621226", "CCB": "621700", "HBRCU": "621072"}
+FIXED_STATUSES = {
+    2: CardStatus.TEMPORARILY_LOST,
+    3: CardStatus.LOST,
+    4: CardStatus.SUSPENDED,
+    5: CardStatus.CANCELLED,
+    6: CardStatus.REPLACED,
+}
+EMPTY_PURSE_CARD = 7
+ELDERLY_AGE_YEARS = 65
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    cards: int = 1000
+    gates: int = 16
+    pos: int = 8
+    seed: int = 2023_03_01  # the regulation's day in force
+    today: datetime.date = datetime.date(2026, 11, 29)
+
+
+def card_number(serial: int) -> str:
+    return f"X{serial:08d}"
+
+
+def random_citizen_id(rng: random.Random, today: datetime.date) -> str:
+    birth = datetime.date(1940, 1, 1) + datetime.timedelta(days=rng.randrange(365 * 66))
+    birth = min(birth, today - datetime.timedelta(days=365 * 6))
+    first17 = f"{rng.choice(SHIYAN_REGIONS)}{birth:%Y%m%d}{rng.randrange(1, 1000):03d}"
+    return normalise_citizen_id(first17 + citizen_id_check_character(first17))
+
+
+def age_years(citizen_id: str, today: datetime.date) -> int:
+    birth = datetime.date(int(citizen_id[6:10]), int(citizen_id[10:12]), int(citizen_id[12:14]))
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+def demo_records(spec: DemoSpec, keys: KeyStore, config: EngineConfig) -> list[Record]:
+    rng = random.Random(spec.seed)
+    records: list[Record] = []
+    for number in range(1, spec.gates + 1):
+        terminal_id = f"G{number:04d}"
+        key = keys.new_terminal_key(terminal_id)
+        records.append(
+            TerminalRegistered(terminal_id, TerminalKind.GATE, "shiyan-bus", key_check_value(key))
+        )
+    for number in range(1, spec.pos + 1):
+        terminal_id = f"P{number:04d}"
+        key = keys.new_terminal_key(terminal_id)
+        records.append(
+            TerminalRegistered(
+                terminal_id, TerminalKind.POS, f"merchant-{number:04d}", key_check_value(key)
+            )
+        )
+    for serial in range(1, spec.cards + 1):
+        citizen_id = random_citizen_id(rng, spec.today)
+        bank_id, prefix = rng.choice(sorted(PARTNER_BANKS.items()))
+        partial = prefix + "".join(str(rng.randrange(10)) for _ in range(12))
+        account = partial + luhn_check_digit(partial)
+        elderly = age_years(citizen_id, spec.today) >= ELDERLY_AGE_YEARS
+        records.append(
+            CardIssued(
+                card=card_number(serial),
+                holder_token=citizen_id_token(citizen_id, keys.holder_secret),
+                holder_masked=mask_citizen_id(citizen_id),
+                category=CardCategory.ELDERLY if elderly else CardCategory.STANDARD,
+                status=FIXED_STATUSES.get(serial, CardStatus.ACTIVE),
+                purse_fen=0 if serial == EMPTY_PURSE_CARD else config.purse_cap_fen,
+                medical_fen=rng.randrange(0, 500_000),
+                bank_id=bank_id,
+                bank_account_masked=mask_bank_account(account),
+            )
+        )
+    return records
+
+
+def create_demo(data_dir: Path, spec: DemoSpec, config: EngineConfig) -> int:
+    """Write demo data into an empty data directory; returns the records written."""
+    journal_dir = data_dir / "journal"
+    if journal_dir.exists() and any(journal_dir.iterdir()):
+        raise ConfigError(f"{data_dir} already holds a journal; demo data goes only into a new one")
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    keys = KeyStore()
+    records = demo_records(spec, keys, config)
+    keys.save(data_dir)
+    journal = Journal(journal_dir, recover(journal_dir, lambda _i, _r: None))
+
+    async def write() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(journal.run)
+            journal.append(records)
+            await journal.flush()
+            group.cancel_scope.cancel()
+
+    try:
+        anyio.run(write)
+    finally:
+        journal.close()
+    return len(records)

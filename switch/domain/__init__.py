@@ -1,0 +1,1 @@
+"""The card domain: identifiers, holders, cards, accounts and terminals."""

@@ -1,0 +1,339 @@
+"""The authorisation engine: deterministic, synchronous, no I/O.
+
+`Engine.authorise(frames, now_ms, records)` decides a whole batch of terminal requests
+against the in-memory caches and returns the encoded answers; every decision that must be
+remembered is appended to `records` for the journal, and the caller must not send the
+answers before those records are durable. `Engine.apply(record)` replays a journal record
+(at start, or an administrative change) through the very code that applied it live, so the
+caches are always exactly a replay of the journal.
+
+Order of checks for one request (docs/protocol.md repeats it for vendors):
+    frame shape (30) → terminal known (03) → MAC (63) → echo answered → idempotency window
+    (same seq + same content: the original answer again; different content or too old: 94)
+    → message allowed for this terminal kind (58) → amount (13, 61) → card (14, 41) →
+    funds (51) → approved (00).
+Checks before the idempotency window are not journalled: they change nothing, and an
+unauthenticated peer must not be able to fill the journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from protocols.codes import ResponseCode
+from protocols.terminal.codec import RejectedFrame, RequestFrame, encode_response
+from protocols.terminal.mac import MacKey, key_check_value
+from protocols.terminal.messages import (
+    KIND,
+    Balance,
+    Echo,
+    Purchase,
+    Request,
+    Response,
+    Reversal,
+    Tap,
+)
+from switch.config import EngineConfig
+from switch.domain.identifiers import validate_card_number
+from switch.domain.model import Card, CardCategory, CardStatus, TerminalKind
+from switch.errors import ConfigError, StateError
+from switch.journal.records import (
+    CardIssued,
+    CardStatusChanged,
+    Decision,
+    Record,
+    TerminalRegistered,
+)
+
+C = ResponseCode
+APPROVED = C.APPROVED.value
+
+# Which requests each kind of terminal may send.
+ALLOWED: dict[TerminalKind, frozenset[type[Request]]] = {
+    TerminalKind.GATE: frozenset({Tap, Balance, Reversal, Echo}),
+    TerminalKind.POS: frozenset({Purchase, Balance, Reversal, Echo}),
+}
+# What a card's status does to a payment from its transit purse. The purse is a one-card
+# (transport) function, not a social-security function, so a suspension under regulation
+# art. 17 leaves it usable; the medical account is what a suspension blocks.
+PURSE_REFUSAL: dict[CardStatus, ResponseCode | None] = {
+    CardStatus.ACTIVE: None,
+    CardStatus.SUSPENDED: None,
+    CardStatus.TEMPORARILY_LOST: C.LOST_CARD,
+    CardStatus.LOST: C.LOST_CARD,
+    CardStatus.CANCELLED: C.INVALID_CARD,
+    CardStatus.REPLACED: C.INVALID_CARD,
+}
+# Request kinds whose approval moves money out of the purse, and so can be reversed.
+REVERSIBLE = frozenset({"tap", "purchase"})
+# Kind label for frames that never decoded far enough to have one (metrics only).
+INVALID_KIND = "invalid"
+
+
+class Outcome:
+    """What the idempotency window remembers of one decided request."""
+
+    __slots__ = ("decision", "reversed")
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        self.reversed = False
+
+
+class TerminalState:
+    __slots__ = ("high_seq", "key", "kind", "owner", "terminal_id", "window")
+
+    def __init__(self, terminal_id: str, kind: TerminalKind, owner: str, key: MacKey) -> None:
+        self.terminal_id = terminal_id
+        self.kind = kind
+        self.owner = owner
+        self.key = key
+        self.window: dict[int, Outcome] = {}
+        self.high_seq = 0
+
+
+def fingerprint(
+    kind: str, card: str, amount_fen: int, original_seq: int
+) -> tuple[str, str, int, int]:
+    """The content a retry must repeat exactly; terminal time may differ between tries."""
+    return (kind, card, amount_fen, original_seq)
+
+
+def request_fingerprint(request: Request) -> tuple[str, str, int, int]:
+    if type(request) is Tap or type(request) is Balance:
+        return fingerprint(KIND[type(request)], request.card, 0, 0)
+    if type(request) is Purchase:
+        return fingerprint("purchase", request.card, request.amount_fen, 0)
+    if type(request) is Reversal:
+        return fingerprint("reversal", "", 0, request.original_seq)
+    raise AssertionError(f"no fingerprint for {type(request).__name__}")
+
+
+def decision_fingerprint(decision: Decision) -> tuple[str, str, int, int]:
+    card = "" if decision.kind == "reversal" else decision.card
+    return fingerprint(decision.kind, card, decision.amount_fen, decision.original_seq)
+
+
+def response_for(decision: Decision) -> Response:
+    return Response(
+        decision.seq,
+        decision.code,
+        abs(decision.moved_fen),
+        decision.balance_fen,
+        decision.reference,
+        decision.time_ms,
+    )
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, keys: Mapping[str, bytes]) -> None:
+        self.config = config
+        self._keys = keys
+        self.cards: dict[str, Card] = {}
+        self.terminals: dict[str, TerminalState] = {}
+        self.next_reference = 1
+        # (kind, code) -> requests answered; read by the metrics collector at scrape time.
+        self.answered: dict[tuple[str, str], int] = {}
+
+    # -- replay and administrative changes -------------------------------------------------
+
+    def apply(self, record: Record) -> None:
+        """Apply one journal record to the caches (replay, or a change being journalled)."""
+        if type(record) is Decision:
+            terminal = self.terminals.get(record.terminal_id)
+            if terminal is None:
+                raise StateError(f"decision for unregistered terminal {record.terminal_id}")
+            self._apply_decision(terminal, record)
+        elif type(record) is CardIssued:
+            self._issue(record)
+        elif type(record) is CardStatusChanged:
+            card = self.cards.get(record.card)
+            if card is None:
+                raise StateError(f"status change for unknown card {record.card}")
+            card.status = CardStatus(record.status)
+        elif type(record) is TerminalRegistered:
+            self._register(record)
+        else:
+            raise AssertionError(f"unhandled record {type(record).__name__}")
+
+    def _issue(self, record: CardIssued) -> None:
+        validate_card_number(record.card)
+        if record.card in self.cards:
+            raise StateError(f"card {record.card} issued twice")
+        if not 0 <= record.purse_fen <= self.config.purse_cap_fen:
+            raise StateError(f"card {record.card}: purse {record.purse_fen} outside the cap")
+        if record.medical_fen < 0:
+            raise StateError(f"card {record.card}: negative medical account")
+        self.cards[record.card] = Card(
+            record.card,
+            holder_token=record.holder_token,
+            holder_masked=record.holder_masked,
+            category=CardCategory(record.category),
+            status=CardStatus(record.status),
+            purse_fen=record.purse_fen,
+            medical_fen=record.medical_fen,
+            bank_id=record.bank_id,
+            bank_account_masked=record.bank_account_masked,
+        )
+
+    def _register(self, record: TerminalRegistered) -> None:
+        key = self._keys.get(record.terminal_id)
+        if key is None:
+            raise ConfigError(f"terminal {record.terminal_id}: no key in the key store")
+        if key_check_value(key) != record.key_check_value:
+            raise ConfigError(
+                f"terminal {record.terminal_id}: key store key does not match the journal's "
+                f"check value {record.key_check_value}"
+            )
+        self.terminals[record.terminal_id] = TerminalState(
+            record.terminal_id, TerminalKind(record.kind), record.owner, MacKey(key)
+        )
+
+    def _apply_decision(self, terminal: TerminalState, decision: Decision) -> None:
+        if decision.moved_fen:
+            card = self.cards[decision.card]
+            card.purse_fen += decision.moved_fen
+            if card.purse_fen != decision.balance_fen or card.purse_fen < 0:
+                raise StateError(
+                    f"decision {decision.reference}: purse {card.purse_fen} after applying, "
+                    f"record says {decision.balance_fen}"
+                )
+            if decision.kind == "reversal":
+                terminal.window[decision.original_seq].reversed = True
+        window = terminal.window
+        window[decision.seq] = Outcome(decision)
+        terminal.high_seq = max(terminal.high_seq, decision.seq)
+        size_max = self.config.idempotency_window
+        if len(window) > 2 * size_max:
+            # Drop what fell out of the window; amortised O(1) because this runs at most
+            # once per `size_max` insertions. Evicting by age of insertion instead would
+            # forget an in-window seq that arrived early, and let its retry move money.
+            floor = terminal.high_seq - size_max
+            terminal.window = {seq: o for seq, o in window.items() if seq > floor}
+        if decision.reference >= self.next_reference:
+            self.next_reference = decision.reference + 1
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    def authorise(
+        self, frames: list[RequestFrame | RejectedFrame], now_ms: int, records: list[Record]
+    ) -> bytes:
+        """Decide every frame of one read; returns the answers as one byte string, in
+        request order. Appends the decisions to journal to `records`."""
+        out = []
+        answered = self.answered
+        terminals = self.terminals
+        for frame in frames:
+            if type(frame) is RejectedFrame:
+                response, key, kind = self._reject(frame, now_ms)
+            else:
+                assert type(frame) is RequestFrame
+                response, key, kind = self._decide(frame, now_ms, terminals, records)
+            out.append(encode_response(response, key))
+            label = (kind, response.code)
+            answered[label] = answered.get(label, 0) + 1
+        return b"".join(out)
+
+    def _reject(self, frame: RejectedFrame, now_ms: int) -> tuple[Response, MacKey | None, str]:
+        terminal = self.terminals.get(frame.terminal_id) if frame.terminal_id else None
+        key = terminal.key if terminal is not None else None
+        return Response(frame.seq, frame.error.code.value, switch_time_ms=now_ms), key, INVALID_KIND
+
+    def _decide(
+        self,
+        frame: RequestFrame,
+        now_ms: int,
+        terminals: dict[str, TerminalState],
+        records: list[Record],
+    ) -> tuple[Response, MacKey | None, str]:
+        request = frame.request
+        kind = KIND[type(request)]
+        terminal = terminals.get(request.terminal_id)
+        if terminal is None:
+            return Response(request.seq, C.INVALID_MERCHANT, switch_time_ms=now_ms), None, kind
+        key = terminal.key
+        if not key.verify(frame.body, frame.mac):
+            return Response(request.seq, C.SECURITY_VIOLATION, switch_time_ms=now_ms), None, kind
+        if type(request) is Echo:
+            return Response(request.seq, APPROVED, switch_time_ms=now_ms), key, kind
+        outcome = terminal.window.get(request.seq)
+        if outcome is not None:
+            if decision_fingerprint(outcome.decision) == request_fingerprint(request):
+                return response_for(outcome.decision), key, kind
+            return self._duplicate(request, now_ms), key, kind
+        if request.seq <= terminal.high_seq - self.config.idempotency_window:
+            return self._duplicate(request, now_ms), key, kind
+        decision = self._decision(terminal, request, now_ms)
+        records.append(decision)
+        self._apply_decision(terminal, decision)
+        return response_for(decision), key, kind
+
+    @staticmethod
+    def _duplicate(request: Request, now_ms: int) -> Response:
+        return Response(request.seq, C.DUPLICATE_TRANSMISSION, switch_time_ms=now_ms)
+
+    def _decision(self, terminal: TerminalState, request: Request, now_ms: int) -> Decision:
+        kind = KIND[type(request)]
+        card_number = getattr(request, "card", "")
+        amount_fen = request.amount_fen if type(request) is Purchase else 0
+        original_seq = request.original_seq if type(request) is Reversal else 0
+        code, card_number, moved_fen, balance_fen = self._rules(
+            terminal, request, card_number, amount_fen
+        )
+        reference = self.next_reference
+        self.next_reference += 1
+        return Decision(
+            now_ms,
+            terminal.terminal_id,
+            request.seq,
+            kind,
+            card_number,
+            amount_fen,
+            original_seq,
+            code.value,
+            moved_fen,
+            balance_fen,
+            reference,
+        )
+
+    def _rules(
+        self, terminal: TerminalState, request: Request, card_number: str, amount_fen: int
+    ) -> tuple[ResponseCode, str, int, int | None]:
+        """(code, card, signed purse movement, balance to disclose) for a new request."""
+        if type(request) not in ALLOWED[terminal.kind]:
+            return C.NOT_PERMITTED_TO_TERMINAL, card_number, 0, None
+        if type(request) is Reversal:
+            return self._reversal_rules(terminal, request)
+        if type(request) is Purchase:
+            if amount_fen <= 0:
+                return C.INVALID_AMOUNT, card_number, 0, None
+            if amount_fen > self.config.purchase_amount_max_fen:
+                return C.EXCEEDS_AMOUNT_LIMIT, card_number, 0, None
+        card = self.cards.get(card_number)
+        if card is None:
+            return C.INVALID_CARD, card_number, 0, None
+        refusal = PURSE_REFUSAL[card.status]
+        if refusal is not None:
+            return refusal, card_number, 0, None
+        if type(request) is Balance:
+            return C.APPROVED, card_number, 0, card.purse_fen
+        price = amount_fen if type(request) is Purchase else self.config.tap_fare_fen
+        if card.purse_fen < price:
+            return C.INSUFFICIENT_FUNDS, card_number, 0, card.purse_fen
+        return C.APPROVED, card_number, -price, card.purse_fen - price
+
+    def _reversal_rules(
+        self, terminal: TerminalState, request: Reversal
+    ) -> tuple[ResponseCode, str, int, int | None]:
+        original = terminal.window.get(request.original_seq)
+        if original is None:
+            return C.ORIGINAL_NOT_FOUND, "", 0, None
+        decision = original.decision
+        if decision.kind not in REVERSIBLE or decision.code != APPROVED or not decision.moved_fen:
+            return C.INVALID_TRANSACTION, decision.card, 0, None
+        if original.reversed:
+            return C.DUPLICATE_TRANSMISSION, decision.card, 0, None
+        card = self.cards[decision.card]
+        # A reversal returns money whatever the card's status: refusing it would keep a
+        # holder's money for a ride or purchase that did not happen.
+        return C.APPROVED, decision.card, -decision.moved_fen, card.purse_fen - decision.moved_fen

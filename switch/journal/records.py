@@ -1,0 +1,62 @@
+"""Journal records. The journal is the system of record: caches are a replay of it.
+
+Records hold no personal data in plain text: holders appear as a keyed token and a masked
+form only. Money is integer fen.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class TerminalRegistered(msgspec.Struct, tag="terminal", array_like=True, frozen=True):
+    terminal_id: str
+    kind: str
+    owner: str  # transit operator or merchant the terminal belongs to
+    key_check_value: str  # identifies the key in the key store without revealing it
+
+
+class CardIssued(msgspec.Struct, tag="card", array_like=True, frozen=True):
+    card: str
+    holder_token: str
+    holder_masked: str
+    category: str
+    status: str
+    purse_fen: int
+    medical_fen: int
+    bank_id: str
+    bank_account_masked: str
+
+
+class CardStatusChanged(msgspec.Struct, tag="status", array_like=True, frozen=True):
+    time_ms: int
+    card: str
+    status: str
+    reason: str
+
+
+class Decision(msgspec.Struct, tag="decision", array_like=True, frozen=True):
+    """One authorisation decision on a terminal request.
+
+    moved_fen is the signed change to the card's transit purse (negative: debit); replay
+    applies exactly that, never re-deciding. balance_fen is the purse after the decision,
+    checked again on replay.
+    """
+
+    time_ms: int
+    terminal_id: str
+    seq: int
+    kind: str
+    card: str
+    amount_fen: int
+    original_seq: int
+    code: str
+    moved_fen: int
+    balance_fen: int | None
+    reference: int
+
+
+Record = TerminalRegistered | CardIssued | CardStatusChanged | Decision
+
+encoder = msgspec.msgpack.Encoder()
+decoder: msgspec.msgpack.Decoder[Record] = msgspec.msgpack.Decoder(Record)

@@ -1,0 +1,204 @@
+"""One journal writer with group commit.
+
+Appenders hand records to `Journal.append()` (synchronous, never blocks) and learn when
+they are on disk through `call_when_durable()` (a callback, for the asyncio hot path) or
+`await wait_durable()` (for tasks). `run()` is the only writer: it takes everything appended
+since its last write, writes it with one write() and one fdatasync() in a worker thread,
+then releases every waiter the group covers. While one group is being synced the next one
+gathers, so the fsync cost is shared by every request that arrived meanwhile.
+
+A failed write or fsync raises JournalFailed out of run(): after a failed fsync the kernel
+may have dropped the dirty pages, so the only safe move is to stop and recover from disk.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from switch.errors import JournalFailed
+from switch.journal.records import Record
+from switch.journal.recovery import RecoveryReport
+from switch.journal.segment import (
+    HEADER,
+    SEGMENT_BYTES_MAX,
+    encode_records,
+    segment_header,
+    segment_name,
+)
+from switch.stats import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS_SECONDS, BucketHistogram
+
+# Appended but not yet written bytes above which adapters stop reading from their peers
+# until the writer catches up: bounds memory when the disk is slower than the offered load.
+# 8 MiB is ~80k decisions, several fsyncs' worth even on a slow disk.
+PENDING_BYTES_MAX = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class JournalStatistics:
+    appended_position: int
+    durable_position: int
+    pending_bytes: int
+    groups_total: int
+    bytes_written_total: int
+    segments_total: int
+
+
+class Journal:
+    def __init__(
+        self,
+        directory: Path,
+        recovered: RecoveryReport,
+        *,
+        segment_bytes_max: int = SEGMENT_BYTES_MAX,
+        pending_bytes_max: int = PENDING_BYTES_MAX,
+    ) -> None:
+        self.directory = directory
+        self._segment_bytes_max = segment_bytes_max
+        self._pending_bytes_max = pending_bytes_max
+        self._appended = recovered.next_index
+        self._durable = recovered.next_index
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._pending_first = recovered.next_index
+        self._waiters: deque[tuple[int, Callable[[], None]]] = deque()
+        self._wakeup: anyio.Event | None = None
+        self._failed: BaseException | None = None
+        self._groups_total = 0
+        self._bytes_written_total = 0
+        self._segments_total = max(recovered.segments, 1)
+        self.fsync_seconds = BucketHistogram(LATENCY_BUCKETS_SECONDS)
+        self.group_records = BucketHistogram(BATCH_SIZE_BUCKETS)
+        if recovered.last_segment is not None:
+            self._fd = os.open(recovered.last_segment, os.O_WRONLY | os.O_APPEND)
+            self._segment_bytes = recovered.last_segment_bytes
+        else:
+            self._fd = self._create_segment(recovered.next_index)
+            self._segment_bytes = HEADER.size
+
+    # -- appending (event-loop thread) ---------------------------------------------------
+
+    def append(self, records: Iterable[Record]) -> int:
+        """Queue records for the next group; returns the position that covers them."""
+        data, count = encode_records(records)
+        if count:
+            if self._failed is not None:
+                raise JournalFailed("the journal writer has failed") from self._failed
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+            self._appended += count
+            wakeup = self._wakeup
+            if wakeup is not None:
+                wakeup.set()
+        return self._appended
+
+    @property
+    def appended_position(self) -> int:
+        return self._appended
+
+    @property
+    def durable_position(self) -> int:
+        return self._durable
+
+    @property
+    def congested(self) -> bool:
+        return self._pending_bytes > self._pending_bytes_max
+
+    def call_when_durable(self, position: int, callback: Callable[[], None]) -> None:
+        """Run `callback()` in the writer's thread of control once `position` is durable.
+        Positions must be registered in non-decreasing order (they are: they come from
+        appended_position, which only grows)."""
+        if position <= self._durable:
+            callback()
+        else:
+            self._waiters.append((position, callback))
+
+    async def wait_durable(self, position: int) -> None:
+        if position <= self._durable:
+            return
+        event = anyio.Event()
+        self._waiters.append((position, event.set))
+        await event.wait()
+
+    async def flush(self) -> None:
+        await self.wait_durable(self._appended)
+
+    # -- the writer ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Write groups until cancelled. Cancel only after flush(): a cancelled run leaves
+        appended records unwritten (they were never acknowledged, so nothing is lost)."""
+        while True:
+            if not self._pending:
+                self._wakeup = anyio.Event()
+                await self._wakeup.wait()
+                continue
+            data = b"".join(self._pending)
+            first = self._pending_first
+            end = self._appended
+            self._pending = []
+            self._pending_bytes = 0
+            self._pending_first = end
+            started = time.perf_counter()
+            try:
+                await anyio.to_thread.run_sync(self._write_group, data, first)
+            except OSError as exc:
+                self._failed = exc
+                raise JournalFailed(f"journal write failed: {exc}") from exc
+            self.fsync_seconds.observe(time.perf_counter() - started)
+            self.group_records.observe(end - first)
+            self._groups_total += 1
+            self._bytes_written_total += len(data)
+            self._durable = end
+            waiters = self._waiters
+            while waiters and waiters[0][0] <= end:
+                waiters.popleft()[1]()
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def statistics(self) -> JournalStatistics:
+        return JournalStatistics(
+            appended_position=self._appended,
+            durable_position=self._durable,
+            pending_bytes=self._pending_bytes,
+            groups_total=self._groups_total,
+            bytes_written_total=self._bytes_written_total,
+            segments_total=self._segments_total,
+        )
+
+    # -- worker thread -------------------------------------------------------------------
+
+    def _write_group(self, data: bytes, first_index: int) -> None:
+        if self._segment_bytes + len(data) > self._segment_bytes_max and (
+            self._segment_bytes > HEADER.size
+        ):
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = self._create_segment(first_index)
+            self._segment_bytes = HEADER.size
+            self._segments_total += 1
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fdatasync(self._fd)
+        self._segment_bytes += len(data)
+
+    def _create_segment(self, first_index: int) -> int:
+        path = self.directory / segment_name(first_index)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        os.write(fd, segment_header(first_index))
+        os.fsync(fd)
+        directory_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)  # the new name itself must survive a crash
+        finally:
+            os.close(directory_fd)
+        return fd

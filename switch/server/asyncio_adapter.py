@@ -1,0 +1,166 @@
+"""The terminal hot path on asyncio (uvloop in production).
+
+One `data_received` decodes every complete frame of the read, the engine decides them as
+one batch, the decisions join the journal's next group, and the answers are written once
+that group is durable: one write per connection per journal group, however many reads
+the group covered. No task, future or per-request object beyond the decoded message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import cast
+
+import anyio
+import anyio.abc
+
+from protocols.errors import LocalProtocolError
+from protocols.terminal.codec import RejectedFrame, ServerCodec
+from switch.core import CONNECTIONS_MAX, IN_FLIGHT_MAX, Switch
+
+log = logging.getLogger("onecard.server")
+
+# Pending connections the kernel queues for us: a whole station's gates reconnecting at once
+# after a network blip must not be refused.
+LISTEN_BACKLOG = 4096
+
+
+class TerminalProtocol(asyncio.Protocol):
+    __slots__ = (
+        "_closing_after_send",
+        "_codec",
+        "_connections",
+        "_flush_scheduled",
+        "_in_flight",
+        "_loop",
+        "_outbox",
+        "_paused",
+        "_switch",
+        "_transport",
+    )
+
+    def __init__(self, switch: Switch, connections: set[TerminalProtocol]) -> None:
+        self._switch = switch
+        self._connections = connections
+        self._codec = ServerCodec()
+        self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
+        self._outbox: list[bytes] = []
+        self._flush_scheduled = False
+        self._in_flight = 0
+        self._paused = False
+        self._closing_after_send = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        stats = self._switch.stats
+        if len(self._connections) >= CONNECTIONS_MAX:
+            stats.connections_refused_total += 1
+            transport.abort()
+            return
+        self._transport = transport
+        self._connections.add(self)
+        stats.connections_open = len(self._connections)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is None:
+            return
+        self._connections.discard(self)
+        self._switch.stats.connections_open = len(self._connections)
+        self._transport = None
+
+    def data_received(self, data: bytes) -> None:
+        received = time.perf_counter()
+        try:
+            self._codec.receive_data(data)
+        except LocalProtocolError:
+            return  # already failed framing; the close is on its way
+        frames = self._codec.next_frames()
+        if not frames:
+            return
+        switch = self._switch
+        out, position = switch.process(frames)
+        count = len(frames)
+        last = frames[-1]
+        fatal = type(last) is RejectedFrame and last.error.fatal
+        self._in_flight += count
+        if fatal:
+            self._closing_after_send = True
+            switch.stats.connections_closed_for_errors_total += 1
+            self.pause_reading()
+        elif self._in_flight > IN_FLIGHT_MAX or switch.journal.congested:
+            self.pause_reading()
+
+        def deliver() -> None:
+            self._outbox.append(out)
+            self._in_flight -= count
+            switch.stats.request_seconds.observe(time.perf_counter() - received, count)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)
+
+        switch.journal.call_when_durable(position, deliver)
+
+    def _flush(self) -> None:
+        # Runs after every waiter of the group has delivered: one write for all of them.
+        self._flush_scheduled = False
+        transport = self._transport
+        outbox = self._outbox
+        self._outbox = []
+        if transport is None or transport.is_closing():
+            return  # the peer left; its decisions are durable and a retry gets them again
+        transport.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+        if self._closing_after_send:
+            transport.close()
+        elif self._paused and self._in_flight <= IN_FLIGHT_MAX // 2:
+            self._paused = False
+            transport.resume_reading()
+
+    def pause_reading(self) -> None:
+        if not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def stop_reading(self) -> None:
+        """Graceful shutdown: take no new requests; answers in flight still go out."""
+        self._closing_after_send = True
+        self.pause_reading()
+        if self._in_flight == 0 and self._transport is not None and not self._outbox:
+            self._transport.close()
+
+
+async def serve_asyncio(
+    switch: Switch,
+    host: str,
+    port: int,
+    stop: anyio.Event,
+    *,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until `stop` is set, then drain: refuse new connections and reads, let every
+    decided request get its answer once durable, close. Cancellation aborts instead."""
+    loop = asyncio.get_running_loop()
+    connections: set[TerminalProtocol] = set()
+    server = await loop.create_server(
+        lambda: TerminalProtocol(switch, connections), host, port, backlog=LISTEN_BACKLOG
+    )
+    try:
+        bound_port: int = server.sockets[0].getsockname()[1]
+        log.info("terminal channel on %s:%d (%s loop)", host, bound_port, type(loop).__module__)
+        task_status.started(bound_port)
+        await stop.wait()
+        server.close()
+        for connection in list(connections):
+            connection.stop_reading()
+        await switch.journal.flush()
+        await anyio.sleep(0)  # the writes scheduled by the last group's waiters run first
+    finally:
+        server.close()
+        for connection in list(connections):
+            connection.abort()
