@@ -234,10 +234,15 @@ class Engine:
             answered[label] = answered.get(label, 0) + 1
         return b"".join(out)
 
-    def _reject(self, frame: RejectedFrame, now_ms: int) -> tuple[Response, MacKey | None, str]:
-        terminal = self.terminals.get(frame.terminal_id) if frame.terminal_id else None
-        key = terminal.key if terminal is not None else None
-        return Response(frame.seq, frame.error.code.value, switch_time_ms=now_ms), key, INVALID_KIND
+    def _reject(self, frame: RejectedFrame, now_ms: int) -> tuple[Response, None, str]:
+        # Unsigned: the frame's MAC was never checked, and signing answers to bytes anyone
+        # can send would hand out MACs for free. A terminal takes an unsigned answer as a
+        # decline, which a format error is.
+        return (
+            Response(frame.seq, frame.error.code.value, switch_time_ms=now_ms),
+            None,
+            INVALID_KIND,
+        )
 
     def _decide(
         self,

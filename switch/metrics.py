@@ -8,6 +8,7 @@ never carry a card number or any other high-cardinality value.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -130,9 +131,19 @@ class SwitchCollector(Collector):
         )
 
 
-def start_metrics_server(switch: Switch, host: str, port: int) -> tuple[object, int]:
-    """Serve /metrics from a daemon thread; returns (server, bound port)."""
-    registry = CollectorRegistry()
-    registry.register(SwitchCollector(switch))
-    server, _thread = start_http_server(port, addr=host, registry=registry)
-    return server, server.server_port
+class MetricsServer:
+    """prometheus-client's HTTP server, in its own daemon thread."""
+
+    def __init__(self, switch: Switch, host: str, port: int) -> None:
+        registry = CollectorRegistry()
+        registry.register(SwitchCollector(switch))
+        self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+        self.port: int = self._server.server_port
+
+    def stop(self) -> None:
+        # shutdown() waits out the server's 0.5 s poll; do that off the caller's path.
+        def stop_and_close() -> None:
+            self._server.shutdown()
+            self._server.server_close()
+
+        threading.Thread(target=stop_and_close, name="metrics-stop", daemon=True).start()

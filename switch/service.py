@@ -24,7 +24,7 @@ import sniffio
 
 from switch.config import Config
 from switch.core import Switch
-from switch.metrics import start_metrics_server
+from switch.metrics import MetricsServer
 from switch.server.asyncio_adapter import serve_asyncio
 from switch.server.trio_adapter import serve_trio
 
@@ -40,9 +40,8 @@ async def run_service(
 ) -> None:
     """Serve until `stop` is set; reports (terminal port, metrics port) once listening."""
     server_config = config.server
-    metrics_server, metrics_port = start_metrics_server(
-        switch, server_config.host, server_config.metrics_port
-    )
+    metrics_server = MetricsServer(switch, server_config.host, server_config.metrics_port)
+    metrics_port = metrics_server.port
     try:
         async with anyio.create_task_group() as everything:
             everything.start_soon(switch.journal.run, name="journal writer")
@@ -55,9 +54,7 @@ async def run_service(
                 task_status.started((port, metrics_port))
             everything.cancel_scope.cancel()
     finally:
-        shutdown = getattr(metrics_server, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        metrics_server.stop()
         switch.journal.close()
     log.info("stopped; journal durable at record %d", switch.journal.durable_position)
 
