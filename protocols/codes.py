@@ -47,7 +47,7 @@ DESCRIPTIONS: dict[ResponseCode, str] = {
         "The request cannot apply: e.g. reversal of a declined request or of a request "
         "that moved no money."
     ),
-    ResponseCode.INVALID_AMOUNT: "Amount is zero, negative or not an integer number of fen.",
+    ResponseCode.INVALID_AMOUNT: "Amount is zero or negative.",
     ResponseCode.INVALID_CARD: "Unknown card number, or the card is cancelled or replaced.",
     ResponseCode.ORIGINAL_NOT_FOUND: (
         "Reversal names a sequence number the switch holds no record of for this terminal "

@@ -199,7 +199,11 @@ class Engine:
                     f"record says {decision.balance_fen}"
                 )
             if decision.kind == "reversal":
-                terminal.window[decision.original_seq].reversed = True
+                # Absent only when replaying with a smaller window than the one that
+                # decided: then no later request can reach the original anyway.
+                original = terminal.window.get(decision.original_seq)
+                if original is not None:
+                    original.reversed = True
         window = terminal.window
         window[decision.seq] = Outcome(decision)
         terminal.high_seq = max(terminal.high_seq, decision.seq)
@@ -261,12 +265,14 @@ class Engine:
             return Response(request.seq, C.SECURITY_VIOLATION, switch_time_ms=now_ms), None, kind
         if type(request) is Echo:
             return Response(request.seq, APPROVED, switch_time_ms=now_ms), key, kind
+        # The window's floor is checked first: entries below it may linger until the next
+        # sweep, and answering from them would make the window's edge depend on timing.
+        if request.seq <= terminal.high_seq - self.config.idempotency_window:
+            return self._duplicate(request, now_ms), key, kind
         outcome = terminal.window.get(request.seq)
         if outcome is not None:
             if decision_fingerprint(outcome.decision) == request_fingerprint(request):
                 return response_for(outcome.decision), key, kind
-            return self._duplicate(request, now_ms), key, kind
-        if request.seq <= terminal.high_seq - self.config.idempotency_window:
             return self._duplicate(request, now_ms), key, kind
         decision = self._decision(terminal, request, now_ms)
         records.append(decision)
@@ -289,6 +295,7 @@ class Engine:
         self.next_reference += 1
         return Decision(
             now_ms,
+            request.terminal_time_ms,
             terminal.terminal_id,
             request.seq,
             kind,
@@ -331,7 +338,9 @@ class Engine:
         self, terminal: TerminalState, request: Reversal
     ) -> tuple[ResponseCode, str, int, int | None]:
         original = terminal.window.get(request.original_seq)
-        if original is None:
+        if original is None or (
+            request.original_seq <= terminal.high_seq - self.config.idempotency_window
+        ):
             return C.ORIGINAL_NOT_FOUND, "", 0, None
         decision = original.decision
         if decision.kind not in REVERSIBLE or decision.code != APPROVED or not decision.moved_fen:

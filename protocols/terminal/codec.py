@@ -188,6 +188,8 @@ class ClientCodec(_FrameReader):
             try:
                 response = _response_decoder.decode(body)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                # The switch never sends this: the stream is not ours or is damaged.
+                self._failed = True
                 raise RemoteProtocolError(
                     f"undecodable response: {exc}", code=ResponseCode.FORMAT_ERROR, fatal=True
                 ) from exc

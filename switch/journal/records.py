@@ -44,6 +44,7 @@ class Decision(msgspec.Struct, tag="decision", array_like=True, frozen=True):
     """
 
     time_ms: int
+    terminal_time_ms: int  # as the terminal stated it: evidence in disputes
     terminal_id: str
     seq: int
     kind: str

@@ -39,6 +39,7 @@ class TerminalProtocol(asyncio.Protocol):
         "_paused",
         "_switch",
         "_transport",
+        "_write_blocked",
     )
 
     def __init__(self, switch: Switch, connections: set[TerminalProtocol]) -> None:
@@ -52,6 +53,7 @@ class TerminalProtocol(asyncio.Protocol):
         self._in_flight = 0
         self._paused = False
         self._closing_after_send = False
+        self._write_blocked = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -113,10 +115,31 @@ class TerminalProtocol(asyncio.Protocol):
             return  # the peer left; its decisions are durable and a retry gets them again
         transport.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
         if self._closing_after_send:
-            transport.close()
-        elif self._paused and self._in_flight <= IN_FLIGHT_MAX // 2:
+            if self._in_flight == 0:
+                transport.close()  # after a fatal frame or at shutdown, once all is answered
+        else:
+            self._maybe_resume_reading()
+
+    def _maybe_resume_reading(self) -> None:
+        if (
+            self._paused
+            and not self._write_blocked
+            and not self._closing_after_send
+            and self._in_flight <= IN_FLIGHT_MAX // 2
+            and self._transport is not None
+        ):
             self._paused = False
-            transport.resume_reading()
+            self._transport.resume_reading()
+
+    # A peer that sends but does not read would make our write buffer grow without bound:
+    # past the transport's high-water mark we stop reading its requests until it drains.
+    def pause_writing(self) -> None:
+        self._write_blocked = True
+        self.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_blocked = False
+        self._maybe_resume_reading()
 
     def pause_reading(self) -> None:
         if not self._paused and self._transport is not None:

@@ -261,3 +261,28 @@ def test_answers_are_counted_by_type_and_code(h: EngineHarness) -> None:
     h.send(tap(1), tap(1), tap(2, "X00000003"))
     assert h.engine.answered[("tap", "00")] == 2
     assert h.engine.answered[("tap", "41")] == 1
+
+
+def test_window_edge_is_exact_for_retries_and_reversals() -> None:
+    h = EngineHarness(EngineConfig(idempotency_window=16))
+    h.one(tap(1))
+    h.one(tap(17, "X00000008"))  # high = 17: seq 1 is exactly at the floor
+    assert h.one(tap(1)).code == C.DUPLICATE_TRANSMISSION
+    assert h.one(Reversal("G0001", 18, T0_MS, 1)).code == C.ORIGINAL_NOT_FOUND
+    assert h.purse("X00000001") == FULL - FARE
+
+
+def test_replay_with_a_smaller_window_than_the_one_that_decided() -> None:
+    h = EngineHarness(EngineConfig(idempotency_window=1024))
+    h.one(tap(1))
+    for seq in range(2, 200):
+        h.one(tap(seq, "X00000008"))
+    h.one(Reversal("G0001", 200, T0_MS, 1))
+    small = EngineHarness(EngineConfig(idempotency_window=16))
+    small.keys, small.genesis, small.journal = h.keys, h.genesis, h.journal
+    assert small.replayed_engine().cards["X00000001"].purse_fen == FULL
+
+
+def test_decisions_keep_the_terminal_time(h: EngineHarness) -> None:
+    h.one(tap(1, t=T0_MS - 1234))
+    assert h.decisions()[0].terminal_time_ms == T0_MS - 1234
