@@ -45,6 +45,9 @@ class TerminalClient:
         self.codec = ClientCodec(MacKey(key))
         self.next_seq = first_seq
         self.mac_failures = 0
+        # Seqs whose answer failed its MAC: a terminal takes those as declines, whatever
+        # code they carry.
+        self.unverified: set[int] = set()
         self._ready: deque[Response] = deque()
 
     @classmethod
@@ -109,6 +112,7 @@ class TerminalClient:
             for response, mac_ok in self.codec.next_responses():
                 if not mac_ok:
                     self.mac_failures += 1
+                    self.unverified.add(response.seq)
                 self._ready.append(response)
         return self._ready.popleft()
 

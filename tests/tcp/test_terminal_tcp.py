@@ -119,6 +119,7 @@ async def test_unknown_terminal_and_wrong_mac(running: Running) -> None:
         await client.send_raw(forged)
         wrong_mac = await client.receive()
     assert unknown.code == C.INVALID_MERCHANT and wrong_mac.code == C.SECURITY_VIOLATION
+    assert client.unverified == {unknown.seq, wrong_mac.seq}  # both unsigned
     assert await balance(running, "X00000015") == FULL
     await assert_still_serving(running)
 
