@@ -24,6 +24,7 @@ class ResponseCode(enum.StrEnum):
     NOT_PERMITTED_TO_CARDHOLDER = "57"
     NOT_PERMITTED_TO_TERMINAL = "58"
     EXCEEDS_AMOUNT_LIMIT = "61"
+    EXCEEDS_FREQUENCY_LIMIT = "65"
     RESTRICTED_CARD = "62"
     SECURITY_VIOLATION = "63"
     ISSUER_UNAVAILABLE = "91"
@@ -59,6 +60,9 @@ DESCRIPTIONS: dict[ResponseCode, str] = {
     ResponseCode.NOT_PERMITTED_TO_CARDHOLDER: "The card's state does not allow this use.",
     ResponseCode.NOT_PERMITTED_TO_TERMINAL: "This terminal's kind may not send this message.",
     ResponseCode.EXCEEDS_AMOUNT_LIMIT: "Amount is above the per-transaction limit.",
+    ResponseCode.EXCEEDS_FREQUENCY_LIMIT: (
+        "Repeat tap: the card tapped on this line within its repeat interval."
+    ),
     ResponseCode.RESTRICTED_CARD: "The card's social-security functions are suspended.",
     ResponseCode.SECURITY_VIOLATION: "The MAC does not verify with the terminal's key.",
     ResponseCode.ISSUER_UNAVAILABLE: "The account holder's institution cannot be reached.",

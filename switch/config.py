@@ -18,8 +18,6 @@ PositiveFen = Annotated[int, msgspec.Meta(gt=0)]
 
 
 class EngineConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    # Flat fare per gate tap until fare tables arrive (issue 4). Shiyan city buses: ¥2.
-    tap_fare_fen: PositiveFen = 200
     # Transit purse ceiling (facts.md: Shanghai caps the purse at ¥200; chip purses hold a
     # 4-byte value). Enforced when a card is issued or credited.
     purse_cap_fen: PositiveFen = 20_000
@@ -38,9 +36,16 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     loop: str = "uvloop"  # uvloop | asyncio | trio
 
 
+# The fare table used when the configuration names none: the demo's (switch/transit/tables).
+DEFAULT_FARES = Path(__file__).parent / "transit" / "tables" / "shiyan.toml"
+
+
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     engine: EngineConfig = EngineConfig()
     server: ServerConfig = ServerConfig()
+    # Fare table file; a higher version than the journal's is activated at start and on
+    # SIGHUP (docs/fares.md).
+    fares: str = str(DEFAULT_FARES)
 
 
 def load_config(path: Path | None) -> Config:

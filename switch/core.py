@@ -16,8 +16,10 @@ from protocols.terminal.codec import RejectedFrame, RequestFrame
 from switch.config import Config
 from switch.engine import Engine
 from switch.journal import Journal, Record, RecoveryReport, recover
+from switch.journal.records import FareTableActivated
 from switch.keystore import KeyStore
 from switch.stats import LATENCY_BUCKETS_SECONDS, BucketHistogram
+from switch.transit.fares import encode_fare_table, load_fare_table
 
 log = logging.getLogger("onecard.switch")
 
@@ -76,6 +78,23 @@ class Switch:
         )
         return out, position
 
+    def submit(self, records: list[Record]) -> int:
+        """Apply administrative records (fare tables, status changes) to the caches and
+        journal them in the same group as the requests around them; returns the position
+        to wait for. The caches change first, so the very next batch sees the change."""
+        for record in records:
+            self.engine.apply(record)
+        return self.journal.append(records)
+
+    def fares_update(self, path: Path, now_ms: int) -> FareTableActivated | None:
+        """A record activating the table at `path` from now, if it is newer than the one
+        in force; None when it is not. Raises ConfigError for an unusable file."""
+        table = load_fare_table(path)
+        current = self.engine.fare_books[-1][1].table.version if self.engine.fare_books else 0
+        if table.version <= current:
+            return None
+        return FareTableActivated(now_ms, table.version, now_ms, encode_fare_table(table))
+
 
 def open_switch(data_dir: Path, config: Config) -> Switch:
     """Load keys, replay the journal into fresh caches and open it for appending."""
@@ -96,4 +115,9 @@ def open_switch(data_dir: Path, config: Config) -> Switch:
         if report.truncated_bytes
         else "",
     )
-    return Switch(engine, Journal(journal_dir, report), report, ChannelStatistics())
+    switch = Switch(engine, Journal(journal_dir, report), report, ChannelStatistics())
+    activation = switch.fares_update(Path(config.fares), time.time_ns() // 1_000_000)
+    if activation is not None:
+        switch.submit([activation])  # durable with the first group the writer writes
+        log.info("fare table version %d from %s activated", activation.version, config.fares)
+    return switch

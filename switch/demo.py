@@ -10,8 +10,17 @@ non-active state so every decline can be tried from the shell:
     X00000003 lost                    X00000006 replaced
     X00000007 active, purse empty
 
-Terminals: gates G0001.. (owner shiyan-bus) and merchant POS P0001.. (owner merchant-NNNN),
-keys random, kept in the key store.
+    X00000095 elderly (寿星卡)   X00000096 disabled   X00000097 student   X00000098 low income
+
+Other cards among the first 100 are standard; beyond, elderly when the holder is 65 or over.
+
+Terminals (keys random, kept in the key store):
+    G0001..     validators on flat bus line B1
+    V0001-V0004 validators on sectional bus line B8 (they send the stop with each tap)
+    MI01.., MO01..  entry and exit gates at each station of metro network M, in the fare
+                table's station order
+    P0001..     merchant POS (owner merchant-NNNN)
+The fare table in force is switch/transit/tables/shiyan.toml.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from pathlib import Path
 import anyio
 
 from protocols.terminal.mac import key_check_value
-from switch.config import EngineConfig
+from switch.config import DEFAULT_FARES, EngineConfig
 from switch.domain.identifiers import (
     citizen_id_check_character,
     citizen_id_token,
@@ -36,8 +45,10 @@ from switch.domain.identifiers import (
 from switch.domain.model import CardCategory, CardStatus, TerminalKind
 from switch.errors import ConfigError
 from switch.journal import Journal, Record, recover
-from switch.journal.records import CardIssued, TerminalRegistered
+from switch.journal.records import CardIssued, FareTableActivated, TerminalRegistered
 from switch.keystore import KeyStore
+from switch.transit.fares import encode_fare_table, load_fare_table
+from switch.transit.rides import Place
 
 SHIYAN_REGIONS = ("420302", "420303", "420304", "420322", "420323", "420324", "420325", "420381")
 PARTNER_BANKS = {"ABC": "622848", "ICBC": "621226", "CCB": "621700", "HBRCU": "621072"}
@@ -49,6 +60,14 @@ FIXED_STATUSES = {
     6: CardStatus.REPLACED,
 }
 EMPTY_PURSE_CARD = 7
+FIXED_CATEGORIES = {
+    95: CardCategory.ELDERLY,
+    96: CardCategory.DISABLED,
+    97: CardCategory.STUDENT,
+    98: CardCategory.LOW_INCOME,
+}
+FIXED_RANGE = 100
+SECTIONAL_VALIDATORS = 4
 ELDERLY_AGE_YEARS = 65
 
 
@@ -65,8 +84,11 @@ def card_number(serial: int) -> str:
     return f"X{serial:08d}"
 
 
-def random_citizen_id(rng: random.Random, today: datetime.date) -> str:
-    birth = datetime.date(1940, 1, 1) + datetime.timedelta(days=rng.randrange(365 * 66))
+def random_citizen_id(rng: random.Random, today: datetime.date, elderly: bool = False) -> str:
+    if elderly:
+        birth = datetime.date(1935, 1, 1) + datetime.timedelta(days=rng.randrange(365 * 20))
+    else:
+        birth = datetime.date(1962, 1, 1) + datetime.timedelta(days=rng.randrange(365 * 50))
     birth = min(birth, today - datetime.timedelta(days=365 * 6))
     first17 = f"{rng.choice(SHIYAN_REGIONS)}{birth:%Y%m%d}{rng.randrange(1, 1000):03d}"
     return normalise_citizen_id(first17 + citizen_id_check_character(first17))
@@ -77,15 +99,39 @@ def age_years(citizen_id: str, today: datetime.date) -> int:
     return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
 
 
+def _gate(keys: KeyStore, terminal_id: str, owner: str, place: Place) -> TerminalRegistered:
+    key = keys.new_terminal_key(terminal_id)
+    return TerminalRegistered(
+        terminal_id,
+        TerminalKind.GATE,
+        owner,
+        key_check_value(key),
+        place.line,
+        place.station,
+        place.direction,
+    )
+
+
 def demo_records(spec: DemoSpec, keys: KeyStore, config: EngineConfig) -> list[Record]:
     rng = random.Random(spec.seed)
-    records: list[Record] = []
-    for number in range(1, spec.gates + 1):
-        terminal_id = f"G{number:04d}"
-        key = keys.new_terminal_key(terminal_id)
-        records.append(
-            TerminalRegistered(terminal_id, TerminalKind.GATE, "shiyan-bus", key_check_value(key))
-        )
+    table = load_fare_table(DEFAULT_FARES)
+    records: list[Record] = [
+        FareTableActivated(0, table.version, 0, encode_fare_table(table)),
+    ]
+    flat = Place("B1", "", "")
+    records.extend(
+        _gate(keys, f"G{number:04d}", "shiyan-bus", flat) for number in range(1, spec.gates + 1)
+    )
+    sectional = Place("B8", "", "")
+    records.extend(
+        _gate(keys, f"V{number:04d}", "shiyan-bus", sectional)
+        for number in range(1, SECTIONAL_VALIDATORS + 1)
+    )
+    for network in table.distance:
+        for number, station in enumerate(network.stations, start=1):
+            for prefix, direction in (("MI", "entry"), ("MO", "exit")):
+                place = Place(network.id, station, direction)
+                records.append(_gate(keys, f"{prefix}{number:02d}", "shiyan-metro", place))
     for number in range(1, spec.pos + 1):
         terminal_id = f"P{number:04d}"
         key = keys.new_terminal_key(terminal_id)
@@ -95,17 +141,20 @@ def demo_records(spec: DemoSpec, keys: KeyStore, config: EngineConfig) -> list[R
             )
         )
     for serial in range(1, spec.cards + 1):
-        citizen_id = random_citizen_id(rng, spec.today)
+        fixed = serial <= FIXED_RANGE
+        category = FIXED_CATEGORIES.get(serial, CardCategory.STANDARD)
+        citizen_id = random_citizen_id(rng, spec.today, elderly=category is CardCategory.ELDERLY)
         bank_id, prefix = rng.choice(sorted(PARTNER_BANKS.items()))
         partial = prefix + "".join(str(rng.randrange(10)) for _ in range(12))
         account = partial + luhn_check_digit(partial)
-        elderly = age_years(citizen_id, spec.today) >= ELDERLY_AGE_YEARS
+        if not fixed and age_years(citizen_id, spec.today) >= ELDERLY_AGE_YEARS:
+            category = CardCategory.ELDERLY
         records.append(
             CardIssued(
                 card=card_number(serial),
                 holder_token=citizen_id_token(citizen_id, keys.holder_secret),
                 holder_masked=mask_citizen_id(citizen_id),
-                category=CardCategory.ELDERLY if elderly else CardCategory.STANDARD,
+                category=category,
                 status=FIXED_STATUSES.get(serial, CardStatus.ACTIVE),
                 purse_fen=0 if serial == EMPTY_PURSE_CARD else config.purse_cap_fen,
                 medical_fen=rng.randrange(0, 500_000),

@@ -26,6 +26,8 @@ from protocols.terminal.mac import MacKey, key_check_value
 from protocols.terminal.messages import (
     KIND,
     Balance,
+    DenyListAnswer,
+    DenyListRequest,
     Echo,
     Purchase,
     Request,
@@ -41,16 +43,21 @@ from switch.journal.records import (
     CardIssued,
     CardStatusChanged,
     Decision,
+    EmergencyRelease,
+    FareTableActivated,
     Record,
     TerminalRegistered,
 )
+from switch.transit.denylist import DenyList
+from switch.transit.fares import FareBook, decode_fare_table
+from switch.transit.rides import NO_STATE, Place, TransitState, decide_tap
 
 C = ResponseCode
 APPROVED = C.APPROVED.value
 
 # Which requests each kind of terminal may send.
 ALLOWED: dict[TerminalKind, frozenset[type[Request]]] = {
-    TerminalKind.GATE: frozenset({Tap, Balance, Reversal, Echo}),
+    TerminalKind.GATE: frozenset({Tap, Balance, Reversal, Echo, DenyListRequest}),
     TerminalKind.POS: frozenset({Purchase, Balance, Reversal, Echo}),
 }
 # What a card's status does to a payment from its transit purse. The purse is a one-card
@@ -66,6 +73,9 @@ PURSE_REFUSAL: dict[CardStatus, ResponseCode | None] = {
 }
 # Request kinds whose approval moves money out of the purse, and so can be reversed.
 REVERSIBLE = frozenset({"tap", "purchase"})
+# What the rules decide for a new request: code, card, signed purse movement, balance to
+# disclose, and the card's transit state afterwards (None: unchanged).
+Rules = tuple[ResponseCode, str, int, int | None, TransitState | None]
 # Kind label for frames that never decoded far enough to have one (metrics only).
 INVALID_KIND = "invalid"
 
@@ -81,37 +91,39 @@ class Outcome:
 
 
 class TerminalState:
-    __slots__ = ("high_seq", "key", "kind", "owner", "terminal_id", "window")
+    __slots__ = ("high_seq", "key", "kind", "owner", "place", "terminal_id", "window")
 
-    def __init__(self, terminal_id: str, kind: TerminalKind, owner: str, key: MacKey) -> None:
+    def __init__(
+        self, terminal_id: str, kind: TerminalKind, owner: str, key: MacKey, place: Place
+    ) -> None:
         self.terminal_id = terminal_id
         self.kind = kind
         self.owner = owner
         self.key = key
+        self.place = place
         self.window: dict[int, Outcome] = {}
         self.high_seq = 0
 
 
-def fingerprint(
-    kind: str, card: str, amount_fen: int, original_seq: int
-) -> tuple[str, str, int, int]:
+Fingerprint = tuple[str, str, int, int, str]
+
+
+def request_fingerprint(request: Request) -> Fingerprint:
     """The content a retry must repeat exactly; terminal time may differ between tries."""
-    return (kind, card, amount_fen, original_seq)
-
-
-def request_fingerprint(request: Request) -> tuple[str, str, int, int]:
-    if type(request) is Tap or type(request) is Balance:
-        return fingerprint(KIND[type(request)], request.card, 0, 0)
+    if type(request) is Tap:
+        return ("tap", request.card, 0, 0, request.stop)
+    if type(request) is Balance:
+        return ("balance", request.card, 0, 0, "")
     if type(request) is Purchase:
-        return fingerprint("purchase", request.card, request.amount_fen, 0)
+        return ("purchase", request.card, request.amount_fen, 0, "")
     if type(request) is Reversal:
-        return fingerprint("reversal", "", 0, request.original_seq)
+        return ("reversal", "", 0, request.original_seq, "")
     raise AssertionError(f"no fingerprint for {type(request).__name__}")
 
 
-def decision_fingerprint(decision: Decision) -> tuple[str, str, int, int]:
+def decision_fingerprint(decision: Decision) -> Fingerprint:
     card = "" if decision.kind == "reversal" else decision.card
-    return fingerprint(decision.kind, card, decision.amount_fen, decision.original_seq)
+    return (decision.kind, card, decision.amount_fen, decision.original_seq, decision.detail)
 
 
 def response_for(decision: Decision) -> Response:
@@ -134,6 +146,11 @@ class Engine:
         self.next_reference = 1
         # (kind, code) -> requests answered; read by the metrics collector at scrape time.
         self.answered: dict[tuple[str, str], int] = {}
+        # Fare tables by the time they take effect, oldest first.
+        self.fare_books: list[tuple[int, FareBook]] = []
+        self.transit: dict[str, TransitState] = {}
+        self.denylist = DenyList()
+        self.emergency_until_ms: dict[str, int] = {}
 
     # -- replay and administrative changes -------------------------------------------------
 
@@ -151,8 +168,13 @@ class Engine:
             if card is None:
                 raise StateError(f"status change for unknown card {record.card}")
             card.status = CardStatus(record.status)
+            self.denylist.set_status(record.card, card.status)
         elif type(record) is TerminalRegistered:
             self._register(record)
+        elif type(record) is FareTableActivated:
+            self._activate_fares(record)
+        elif type(record) is EmergencyRelease:
+            self.emergency_until_ms[record.network] = record.until_ms
         else:
             raise AssertionError(f"unhandled record {type(record).__name__}")
 
@@ -175,6 +197,22 @@ class Engine:
             bank_id=record.bank_id,
             bank_account_masked=record.bank_account_masked,
         )
+        self.denylist.set_status(record.card, CardStatus(record.status))
+
+    def _activate_fares(self, record: FareTableActivated) -> None:
+        current = self.fare_books[-1][1].table.version if self.fare_books else 0
+        if record.version <= current:
+            raise StateError(f"fare table {record.version} activated after {current}")
+        if self.fare_books and record.effective_ms < self.fare_books[-1][0]:
+            raise StateError(f"fare table {record.version} takes effect before its predecessor")
+        self.fare_books.append((record.effective_ms, FareBook(decode_fare_table(record.table))))
+
+    def fare_book(self, now_ms: int) -> FareBook | None:
+        """The table in force at `now_ms`: a new version applies from its effective time."""
+        for effective_ms, book in reversed(self.fare_books):
+            if effective_ms <= now_ms:
+                return book
+        return None
 
     def _register(self, record: TerminalRegistered) -> None:
         key = self._keys.get(record.terminal_id)
@@ -186,7 +224,11 @@ class Engine:
                 f"check value {record.key_check_value}"
             )
         self.terminals[record.terminal_id] = TerminalState(
-            record.terminal_id, TerminalKind(record.kind), record.owner, MacKey(key)
+            record.terminal_id,
+            TerminalKind(record.kind),
+            record.owner,
+            MacKey(key),
+            Place(record.line, record.station, record.direction),
         )
 
     def _apply_decision(self, terminal: TerminalState, decision: Decision) -> None:
@@ -204,6 +246,8 @@ class Engine:
                 original = terminal.window.get(decision.original_seq)
                 if original is not None:
                     original.reversed = True
+        if decision.transit is not None:
+            self.transit[decision.card] = decision.transit
         window = terminal.window
         window[decision.seq] = Outcome(decision)
         terminal.high_seq = max(terminal.high_seq, decision.seq)
@@ -265,6 +309,8 @@ class Engine:
             return Response(request.seq, C.SECURITY_VIOLATION, switch_time_ms=now_ms), None, kind
         if type(request) is Echo:
             return Response(request.seq, APPROVED, switch_time_ms=now_ms), key, kind
+        if type(request) is DenyListRequest:
+            return self._denylist(terminal, request, now_ms), key, kind
         # The window's floor is checked first: entries below it may linger until the next
         # sweep, and answering from them would make the window's edge depend on timing.
         if request.seq <= terminal.high_seq - self.config.idempotency_window:
@@ -279,6 +325,21 @@ class Engine:
         self._apply_decision(terminal, decision)
         return response_for(decision), key, kind
 
+    def _denylist(self, terminal: TerminalState, request: DenyListRequest, now_ms: int) -> Response:
+        if type(request) not in ALLOWED[terminal.kind]:
+            return Response(request.seq, C.NOT_PERMITTED_TO_TERMINAL, switch_time_ms=now_ms)
+        page = self.denylist.page(request.since_version, request.cursor)
+        return DenyListAnswer(
+            request.seq,
+            APPROVED,
+            switch_time_ms=now_ms,
+            denylist_version=page.version,
+            full=page.full,
+            more=page.more,
+            added=page.added,
+            removed=page.removed,
+        )
+
     @staticmethod
     def _duplicate(request: Request, now_ms: int) -> Response:
         return Response(request.seq, C.DUPLICATE_TRANSMISSION, switch_time_ms=now_ms)
@@ -288,8 +349,8 @@ class Engine:
         card_number = getattr(request, "card", "")
         amount_fen = request.amount_fen if type(request) is Purchase else 0
         original_seq = request.original_seq if type(request) is Reversal else 0
-        code, card_number, moved_fen, balance_fen = self._rules(
-            terminal, request, card_number, amount_fen
+        code, card_number, moved_fen, balance_fen, transit = self._rules(
+            terminal, request, card_number, amount_fen, now_ms
         )
         reference = self.next_reference
         self.next_reference += 1
@@ -306,33 +367,64 @@ class Engine:
             moved_fen,
             balance_fen,
             reference,
+            request.stop if type(request) is Tap else "",
+            transit,
         )
 
     def _rules(
-        self, terminal: TerminalState, request: Request, card_number: str, amount_fen: int
-    ) -> tuple[ResponseCode, str, int, int | None]:
-        """(code, card, signed purse movement, balance to disclose) for a new request."""
+        self,
+        terminal: TerminalState,
+        request: Request,
+        card_number: str,
+        amount_fen: int,
+        now_ms: int,
+    ) -> Rules:
+        """(code, card, signed purse movement, balance to disclose, transit state after)
+        for a new request."""
         if type(request) not in ALLOWED[terminal.kind]:
-            return C.NOT_PERMITTED_TO_TERMINAL, card_number, 0, None
+            return C.NOT_PERMITTED_TO_TERMINAL, card_number, 0, None, None
         if type(request) is Reversal:
-            return self._reversal_rules(terminal, request)
+            return (*self._reversal_rules(terminal, request), None)
         if type(request) is Purchase:
             if amount_fen <= 0:
-                return C.INVALID_AMOUNT, card_number, 0, None
+                return C.INVALID_AMOUNT, card_number, 0, None, None
             if amount_fen > self.config.purchase_amount_max_fen:
-                return C.EXCEEDS_AMOUNT_LIMIT, card_number, 0, None
+                return C.EXCEEDS_AMOUNT_LIMIT, card_number, 0, None, None
         card = self.cards.get(card_number)
         if card is None:
-            return C.INVALID_CARD, card_number, 0, None
+            return C.INVALID_CARD, card_number, 0, None, None
         refusal = PURSE_REFUSAL[card.status]
         if refusal is not None:
-            return refusal, card_number, 0, None
+            return refusal, card_number, 0, None, None
         if type(request) is Balance:
-            return C.APPROVED, card_number, 0, card.purse_fen
-        price = amount_fen if type(request) is Purchase else self.config.tap_fare_fen
-        if card.purse_fen < price:
-            return C.INSUFFICIENT_FUNDS, card_number, 0, card.purse_fen
-        return C.APPROVED, card_number, -price, card.purse_fen - price
+            return C.APPROVED, card_number, 0, card.purse_fen, None
+        if type(request) is Tap:
+            return self._tap_rules(terminal, request, card, now_ms)
+        if card.purse_fen < amount_fen:
+            return C.INSUFFICIENT_FUNDS, card_number, 0, card.purse_fen, None
+        return C.APPROVED, card_number, -amount_fen, card.purse_fen - amount_fen, None
+
+    def _tap_rules(self, terminal: TerminalState, request: Tap, card: Card, now_ms: int) -> Rules:
+        book = self.fare_book(now_ms)
+        if book is None:
+            return C.NOT_PERMITTED_TO_TERMINAL, card.number, 0, None, None  # no fares yet
+        place = terminal.place
+        if request.stop:
+            place = Place(place.line, request.stop, place.direction)
+        result = decide_tap(
+            book,
+            place,
+            self.transit.get(card.number, NO_STATE),
+            card.purse_fen,
+            card.category,
+            now_ms,
+            self.emergency_until_ms.get(place.line, 0),
+        )
+        if result.code is not C.APPROVED:
+            balance = card.purse_fen if result.code is C.INSUFFICIENT_FUNDS else None
+            return result.code, card.number, 0, balance, None
+        charge = result.charge_fen
+        return C.APPROVED, card.number, -charge, card.purse_fen - charge, result.state
 
     def _reversal_rules(
         self, terminal: TerminalState, request: Reversal

@@ -21,7 +21,7 @@ from switch.demo import DemoSpec, create_demo
 from switch.keystore import KeyStore
 from switch.service import run_service
 
-DEMO_CARDS = 64
+DEMO_CARDS = 128
 
 
 @pytest.fixture(

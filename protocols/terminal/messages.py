@@ -31,15 +31,22 @@ TerminalId = Annotated[str, msgspec.Meta(min_length=1, max_length=TERMINAL_ID_LE
 Seq = Annotated[int, msgspec.Meta(ge=1, le=SEQ_MAX)]
 TimeMs = Annotated[int, msgspec.Meta(ge=0, le=SEQ_MAX)]
 CardNumber = Annotated[str, msgspec.Meta(max_length=CARD_LENGTH_MAX)]
+# Stop and station ids are short codes printed on timetables.
+STOP_LENGTH_MAX = 16
+StopId = Annotated[str, msgspec.Meta(max_length=STOP_LENGTH_MAX)]
 
 
 class Tap(msgspec.Struct, tag="tap", array_like=True, frozen=True):
-    """A transit gate tap: charge the fare from the card's transit purse."""
+    """A transit tap: the fare rules of the terminal's line decide (docs/fares.md).
+
+    stop: the stop a bus validator is at (sectional lines); fixed gates leave it empty.
+    """
 
     terminal_id: TerminalId
     seq: Seq
     terminal_time_ms: TimeMs
     card: CardNumber
+    stop: StopId = ""
 
 
 class Purchase(msgspec.Struct, tag="purchase", array_like=True, frozen=True):
@@ -70,6 +77,17 @@ class Balance(msgspec.Struct, tag="balance", array_like=True, frozen=True):
     card: CardNumber
 
 
+class DenyListRequest(msgspec.Struct, tag="denylist", array_like=True, frozen=True):
+    """A gate asks for the deny-list changes since `since_version` (0: the whole list,
+    from after card number `cursor`). Read-only: not journalled, no idempotency window."""
+
+    terminal_id: TerminalId
+    seq: Seq
+    terminal_time_ms: TimeMs
+    since_version: Annotated[int, msgspec.Meta(ge=0, le=SEQ_MAX)]
+    cursor: Annotated[str, msgspec.Meta(max_length=CARD_LENGTH_MAX)] = ""
+
+
 class Echo(msgspec.Struct, tag="echo", array_like=True, frozen=True):
     """Liveness and MAC check; moves nothing and is not journalled."""
 
@@ -78,8 +96,8 @@ class Echo(msgspec.Struct, tag="echo", array_like=True, frozen=True):
     terminal_time_ms: TimeMs
 
 
-Request = Tap | Purchase | Reversal | Balance | Echo
-REQUEST_TYPES: tuple[type[Request], ...] = (Tap, Purchase, Reversal, Balance, Echo)
+Request = Tap | Purchase | Reversal | Balance | Echo | DenyListRequest
+REQUEST_TYPES: tuple[type[Request], ...] = (Tap, Purchase, Reversal, Balance, Echo, DenyListRequest)
 # The tag of each request type, e.g. for metric labels.
 KIND: dict[type[Request], str] = {cls: str(cls.__struct_config__.tag) for cls in REQUEST_TYPES}
 
@@ -99,3 +117,14 @@ class Response(msgspec.Struct, array_like=True, frozen=True):
     balance_fen: int | None = None
     reference: int | None = None
     switch_time_ms: int = 0
+
+
+class DenyListAnswer(Response, array_like=True, frozen=True):
+    """The answer to a `denylist` request: a Response with the list after it, so a client
+    that only knows Response still reads the code."""
+
+    denylist_version: int = 0
+    full: bool = False  # `added` is the whole list from the request's cursor on
+    more: bool = False  # ask again: from denylist_version, or with the next cursor
+    added: bytes = b""  # 9-byte card numbers back to back
+    removed: bytes = b""

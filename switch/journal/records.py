@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import msgspec
 
+from switch.transit.rides import TransitState
+
 
 class TerminalRegistered(msgspec.Struct, tag="terminal", array_like=True, frozen=True):
     terminal_id: str
     kind: str
     owner: str  # transit operator or merchant the terminal belongs to
     key_check_value: str  # identifies the key in the key store without revealing it
+    # Transit gates and validators: the line or network, station, entry/exit (or "").
+    line: str = ""
+    station: str = ""
+    direction: str = ""
 
 
 class CardIssued(msgspec.Struct, tag="card", array_like=True, frozen=True):
@@ -55,9 +61,35 @@ class Decision(msgspec.Struct, tag="decision", array_like=True, frozen=True):
     moved_fen: int
     balance_fen: int | None
     reference: int
+    detail: str = ""  # request content beyond the fields above (a tap's stop)
+    transit: TransitState | None = None  # the card's transit state after an approved tap
 
 
-Record = TerminalRegistered | CardIssued | CardStatusChanged | Decision
+class FareTableActivated(msgspec.Struct, tag="fares", array_like=True, frozen=True):
+    """A fare table version, in force for taps decided at or after `effective_ms`."""
+
+    time_ms: int
+    version: int
+    effective_ms: int
+    table: bytes  # switch.transit.fares.encode_fare_table
+
+
+class EmergencyRelease(msgspec.Struct, tag="emergency", array_like=True, frozen=True):
+    """Until `until_ms`, exits without an entry on `network` are let through free."""
+
+    time_ms: int
+    network: str
+    until_ms: int
+
+
+Record = (
+    TerminalRegistered
+    | CardIssued
+    | CardStatusChanged
+    | Decision
+    | FareTableActivated
+    | EmergencyRelease
+)
 
 encoder = msgspec.msgpack.Encoder()
 decoder: msgspec.msgpack.Decoder[Record] = msgspec.msgpack.Decoder(Record)

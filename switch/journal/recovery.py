@@ -52,8 +52,10 @@ def _scan(data: bytes, start: int) -> tuple[list[tuple[int, int]], int, str | No
         if size - offset < RECORD_HEADER.size:
             return spans, offset, "partial record header"
         length, crc = RECORD_HEADER.unpack_from(data, offset)
-        if length > RECORD_BYTES_MAX:
-            return spans, offset, f"record length {length} over {RECORD_BYTES_MAX}"
+        # No record encodes to zero bytes, and CRC-32 of nothing is 0: without this check a
+        # zero-filled tail (file size extended, data never written) would pass the checksum.
+        if not 0 < length <= RECORD_BYTES_MAX:
+            return spans, offset, f"record length {length} outside 1..{RECORD_BYTES_MAX}"
         begin = offset + RECORD_HEADER.size
         end = begin + length
         if end > size:
@@ -63,6 +65,14 @@ def _scan(data: bytes, start: int) -> tuple[list[tuple[int, int]], int, str | No
         spans.append((begin, length))
         offset = end
     return spans, offset, None
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def recover(directory: Path, apply: Callable[[int, Record], None]) -> RecoveryReport:
@@ -82,6 +92,9 @@ def recover(directory: Path, apply: Callable[[int, Record], None]) -> RecoveryRe
                 log.error("journal: segment %s has a torn header; rewriting it", path.name)
                 truncated_bytes, truncated_segment = len(data), path.name
                 path.unlink()
+                # Records appended after this point go to the previous segment; should the
+                # removal not survive a crash, the stale name would then read as a gap.
+                _fsync_directory(directory)
                 paths.pop()
                 break
             raise JournalCorrupt(f"{path.name}: shorter than its header")

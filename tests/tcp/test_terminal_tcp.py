@@ -88,13 +88,13 @@ async def test_same_seq_other_card_is_refused(running: Running) -> None:
 
 async def test_pipelined_requests_are_matched_by_seq(running: Running) -> None:
     cards = [f"X{n:08d}" for n in range(20, 60)]
-    async with await connect(running, "G0004") as client:
-        requests = [client.tap(cards[i % len(cards)]) for i in range(400)]
+    async with await connect(running, "P0004") as client:
+        requests = [client.purchase(cards[i % len(cards)], 7) for i in range(400)]
         answers = await client.pipeline(requests)
     assert sorted(answers) == [r.seq for r in requests]
     assert all(a.code == C.APPROVED for a in answers.values())
     assert len({a.reference for a in answers.values()}) == 400
-    assert await balance(running, "X00000020") == FULL - 10 * FARE
+    assert await balance(running, "X00000020") == FULL - 10 * 7
 
 
 async def test_reversal_restores_once_and_is_idempotent(running: Running) -> None:
