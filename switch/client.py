@@ -14,6 +14,8 @@ import anyio.abc
 from protocols.terminal import (
     Balance,
     ClientCodec,
+    DenyListAnswer,
+    DenyListRequest,
     Echo,
     MacKey,
     Purchase,
@@ -90,6 +92,13 @@ class TerminalClient:
     def balance(self, card: str, seq: int | None = None) -> Balance:
         return Balance(self.terminal_id, seq or self.take_seq(), self._now_ms(), card)
 
+    def denylist(
+        self, since_version: int, cursor: str = "", seq: int | None = None
+    ) -> DenyListRequest:
+        return DenyListRequest(
+            self.terminal_id, seq or self.take_seq(), self._now_ms(), since_version, cursor
+        )
+
     def echo(self, seq: int | None = None) -> Echo:
         return Echo(self.terminal_id, seq or self.take_seq(), self._now_ms())
 
@@ -115,6 +124,11 @@ class TerminalClient:
                     self.unverified.add(response.seq)
                 self._ready.append(response)
         return self._ready.popleft()
+
+    async def denylist_page(self, since_version: int, cursor: str = "") -> DenyListAnswer:
+        answer = await self.request(self.denylist(since_version, cursor))
+        assert isinstance(answer, DenyListAnswer)  # the codec decodes every answer so
+        return answer
 
     async def request(self, request: Request) -> Response:
         await self.send([request])

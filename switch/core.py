@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,12 +58,18 @@ class ChannelStatistics:
         self.authorise_seconds = BucketHistogram(LATENCY_BUCKETS_SECONDS)
 
 
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 @dataclass
 class Switch:
     engine: Engine
     journal: Journal
     recovery: RecoveryReport
     stats: ChannelStatistics
+    # The one place the switch reads the time; tests and simulations pass their own.
+    clock: Callable[[], int] = wall_clock_ms
 
     def process(self, frames: list[RequestFrame | RejectedFrame]) -> tuple[bytes, int]:
         """Decide one read's frames; returns the answers and the journal position they
@@ -71,7 +78,7 @@ class Switch:
         undurable original."""
         records: list[Record] = []
         started = time.perf_counter()
-        out = self.engine.authorise(frames, time.time_ns() // 1_000_000, records)
+        out = self.engine.authorise(frames, self.clock(), records)
         position = self.journal.append(records)
         self.stats.authorise_seconds.observe(
             (time.perf_counter() - started) / len(frames), len(frames)
@@ -96,7 +103,7 @@ class Switch:
         return FareTableActivated(now_ms, table.version, now_ms, encode_fare_table(table))
 
 
-def open_switch(data_dir: Path, config: Config) -> Switch:
+def open_switch(data_dir: Path, config: Config, clock: Callable[[], int] = wall_clock_ms) -> Switch:
     """Load keys, replay the journal into fresh caches and open it for appending."""
     keys = KeyStore.load(data_dir)
     engine = Engine(config.engine, keys.terminals)
@@ -115,8 +122,8 @@ def open_switch(data_dir: Path, config: Config) -> Switch:
         if report.truncated_bytes
         else "",
     )
-    switch = Switch(engine, Journal(journal_dir, report), report, ChannelStatistics())
-    activation = switch.fares_update(Path(config.fares), time.time_ns() // 1_000_000)
+    switch = Switch(engine, Journal(journal_dir, report), report, ChannelStatistics(), clock)
+    activation = switch.fares_update(Path(config.fares), clock())
     if activation is not None:
         switch.submit([activation])  # durable with the first group the writer writes
         log.info("fare table version %d from %s activated", activation.version, config.fares)

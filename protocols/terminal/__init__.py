@@ -12,6 +12,8 @@ from protocols.terminal.codec import (
 from protocols.terminal.mac import KEY_SIZE, MAC_SIZE, MacKey
 from protocols.terminal.messages import (
     Balance,
+    DenyListAnswer,
+    DenyListRequest,
     Echo,
     Purchase,
     Request,
@@ -26,6 +28,8 @@ __all__ = [
     "MAC_SIZE",
     "Balance",
     "ClientCodec",
+    "DenyListAnswer",
+    "DenyListRequest",
     "Echo",
     "MacKey",
     "Purchase",

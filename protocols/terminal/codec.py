@@ -23,7 +23,13 @@ import msgspec
 from protocols.codes import ResponseCode
 from protocols.errors import LocalProtocolError, RemoteProtocolError
 from protocols.terminal.mac import MAC_SIZE, ZERO_MAC, MacKey
-from protocols.terminal.messages import SEQ_MAX, TERMINAL_ID_LENGTH_MAX, Request, Response
+from protocols.terminal.messages import (
+    SEQ_MAX,
+    TERMINAL_ID_LENGTH_MAX,
+    DenyListAnswer,
+    Request,
+    Response,
+)
 
 LENGTH_PREFIX = struct.Struct(">I")
 LENGTH_PREFIX_SIZE = LENGTH_PREFIX.size
@@ -35,7 +41,9 @@ FRAME_LENGTH_MAX = 64 * 1024
 FRAME_LENGTH_MIN = MAC_SIZE + 1
 
 _request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
-_response_decoder = msgspec.msgpack.Decoder(Response)
+# Every answer decodes as a DenyListAnswer: its extra trailing fields default when absent,
+# so one decoder serves all answers and a deny-list answer keeps its list.
+_response_decoder = msgspec.msgpack.Decoder(DenyListAnswer)
 _encoder = msgspec.msgpack.Encoder()
 _loose_decoder = msgspec.msgpack.Decoder()
 
@@ -183,7 +191,7 @@ class ClientCodec(_FrameReader):
     def next_responses(self) -> list[tuple[Response, bool]]:
         """(response, mac_ok) for every complete frame; raises RemoteProtocolError on garbage."""
         raw, error = self._split()
-        out = []
+        out: list[tuple[Response, bool]] = []
         for body, mac in raw:
             try:
                 response = _response_decoder.decode(body)
