@@ -21,12 +21,23 @@ class ResponseCode(enum.StrEnum):
     FORMAT_ERROR = "30"
     LOST_CARD = "41"
     INSUFFICIENT_FUNDS = "51"
+    EXPIRED_CARD = "54"
     NOT_PERMITTED_TO_CARDHOLDER = "57"
     NOT_PERMITTED_TO_TERMINAL = "58"
     EXCEEDS_AMOUNT_LIMIT = "61"
     EXCEEDS_FREQUENCY_LIMIT = "65"
     RESTRICTED_CARD = "62"
     SECURITY_VIOLATION = "63"
+    # 80-87: the e-card QR code was refused (docs/protocol.md section 17); onecard's own
+    # codes, where the ISO 8583 meanings this table follows assign none.
+    QR_UNREADABLE = "80"
+    QR_KEY_UNKNOWN = "81"
+    QR_KEY_RETIRED = "82"
+    QR_SIGNATURE_INVALID = "83"
+    QR_NOT_YET_VALID = "84"
+    QR_ALREADY_USED = "85"
+    QR_BUSINESS_NOT_ACCEPTED = "86"
+    ECARD_LEVEL_TOO_LOW = "87"
     ISSUER_UNAVAILABLE = "91"
     DUPLICATE_TRANSMISSION = "94"
     SYSTEM_MALFUNCTION = "96"
@@ -57,6 +68,7 @@ DESCRIPTIONS: dict[ResponseCode, str] = {
     ResponseCode.FORMAT_ERROR: "The frame or message is malformed: wrong shape, type or size.",
     ResponseCode.LOST_CARD: "The card is reported lost (temporarily or formally).",
     ResponseCode.INSUFFICIENT_FUNDS: "The account cannot cover the amount.",
+    ResponseCode.EXPIRED_CARD: "Expired: the e-card QR code is past its validity period.",
     ResponseCode.NOT_PERMITTED_TO_CARDHOLDER: "The card's state does not allow this use.",
     ResponseCode.NOT_PERMITTED_TO_TERMINAL: "This terminal's kind may not send this message.",
     ResponseCode.EXCEEDS_AMOUNT_LIMIT: "Amount is above the per-transaction limit.",
@@ -65,6 +77,20 @@ DESCRIPTIONS: dict[ResponseCode, str] = {
     ),
     ResponseCode.RESTRICTED_CARD: "The card's social-security functions are suspended.",
     ResponseCode.SECURITY_VIOLATION: "The MAC does not verify with the terminal's key.",
+    ResponseCode.QR_UNREADABLE: "The scanned code is not a well-formed e-card QR code.",
+    ResponseCode.QR_KEY_UNKNOWN: "The QR code names a signing key the switch does not know.",
+    ResponseCode.QR_KEY_RETIRED: "The QR code was signed with a key that has been retired.",
+    ResponseCode.QR_SIGNATURE_INVALID: (
+        "The QR code's signature does not verify: forged or altered."
+    ),
+    ResponseCode.QR_NOT_YET_VALID: (
+        "The QR code's issue time is further in the future than the allowed clock skew."
+    ),
+    ResponseCode.QR_ALREADY_USED: "The QR code has been used already: each code is good once.",
+    ResponseCode.QR_BUSINESS_NOT_ACCEPTED: (
+        "The QR code's business type is not accepted at this kind of terminal."
+    ),
+    ResponseCode.ECARD_LEVEL_TOO_LOW: "The e-card's level does not allow this: level 1 cannot pay.",
     ResponseCode.ISSUER_UNAVAILABLE: "The account holder's institution cannot be reached.",
     ResponseCode.DUPLICATE_TRANSMISSION: (
         "Sequence number reused with different content, older than the idempotency window, "

@@ -7,6 +7,9 @@ onecard purchase X00000001 350  pay 3.50 yuan at a merchant terminal
 onecard balance X00000001
 onecard reverse SEQ --terminal P0001
 onecard echo
+onecard qr mint X00000001        print a fresh e-card QR payload (qr image, qr rotate: see --help)
+onecard scan PAYLOAD            scan an e-card QR code at a gate (--terminal P0001 --amount 350)
+onecard bench                   benchmark the switch against a bare server (docs/performance.md)
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ import sys
 from pathlib import Path
 
 import anyio
+import msgspec
 
+from bench.options import add_arguments as add_bench_arguments
 from protocols.codes import ResponseCode
 from protocols.terminal import Request, Response
 from switch.client import TerminalClient, clock_seq
-from switch.config import Config, ServerConfig, load_config
+from switch.config import ServerConfig, load_config
 from switch.core import open_switch
+from switch.datadir import hold_data_dir
 from switch.demo import DemoSpec, create_demo
+from switch.ecard.cli import add_commands as add_qr_commands
 from switch.errors import SwitchError
 from switch.keystore import KeyStore
 from switch.service import run
@@ -58,8 +65,8 @@ def _raise_file_limit() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     server = config.server
-    config = Config(
-        engine=config.engine,
+    config = msgspec.structs.replace(
+        config,
         server=ServerConfig(
             host=args.host or server.host,
             port=server.port if args.port is None else args.port,
@@ -69,16 +76,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     data_dir: Path = args.data_dir
     if args.demo and not (data_dir / "journal").exists():
-        count = create_demo(data_dir, DemoSpec(cards=args.cards), config.engine)
+        count = create_demo(data_dir, _demo_spec(args), config.engine)
         logging.getLogger("onecard").info("demo data: %d records written to %s", count, data_dir)
     _raise_file_limit()
-    run(open_switch(data_dir, config), config)
+    # Held while serving, so offline journal writers (`onecard qr rotate`) refuse meanwhile.
+    with hold_data_dir(data_dir, "onecard run"):
+        run(open_switch(data_dir, config), config)
     return 0
+
+
+def _demo_spec(args: argparse.Namespace) -> DemoSpec:
+    return DemoSpec(cards=args.cards, gates=args.gates, pos=args.pos)
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    # Load tools need one terminal per connection: sequence numbers are per terminal.
+    parser.add_argument("--cards", type=int, default=DemoSpec.cards, help="demo cards to create")
+    parser.add_argument("--gates", type=int, default=DemoSpec.gates, help="demo gates to create")
+    parser.add_argument("--pos", type=int, default=DemoSpec.pos, help="demo POS to create")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    # Imported here: matplotlib and rich would slow every other command's start.
+    from bench.runner import cmd_bench as run_bench  # noqa: PLC0415
+
+    return run_bench(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    count = create_demo(args.data_dir, DemoSpec(cards=args.cards), config.engine)
+    count = create_demo(args.data_dir, _demo_spec(args), config.engine)
     print(f"demo data: {count} records in {args.data_dir}")
     return 0
 
@@ -104,6 +131,8 @@ def cmd_client(args: argparse.Namespace) -> int:
                 request = client.balance(args.card)
             elif args.command == "reverse":
                 request = client.reversal(args.original_seq)
+            elif args.command == "scan":
+                request = client.scan(args.qr.encode("ascii"), args.amount)
             else:
                 request = client.echo()
             response = await client.request(request)
@@ -128,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="serve terminals on the embedded journal")
     run.add_argument("--demo", action="store_true", help="create demo data if there is none")
-    run.add_argument("--cards", type=int, default=DemoSpec.cards, help="demo cards to create")
+    _add_demo_arguments(run)
     run.add_argument("--host", default=None)
     run.add_argument("--port", type=int, default=None, help="terminal port (0: any free)")
     run.add_argument("--metrics-port", type=int, default=None, help="Prometheus port")
@@ -136,8 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser("demo", help="create demo data in a new data directory")
-    demo.add_argument("--cards", type=int, default=DemoSpec.cards)
+    _add_demo_arguments(demo)
     demo.set_defaults(handler=cmd_demo)
+
+    bench = commands.add_parser(
+        "bench", help="benchmark the durable switch against a bare baseline server"
+    )
+    add_bench_arguments(bench)
+    bench.set_defaults(handler=cmd_bench)
 
     def client_command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
@@ -157,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
         "original_seq", type=int
     )
     client_command("echo", "check the link and the terminal key")
+    scan = client_command("scan", "scan an e-card QR code (default terminal: gate G0001)")
+    scan.add_argument("qr", help="the QR payload text, e.g. from `onecard qr mint`")
+    scan.add_argument("--amount", type=int, default=0, help="fen to pay at a POS")
+    add_qr_commands(commands)
 
     return parser
 

@@ -18,10 +18,13 @@ from protocols.terminal import (
     DenyListRequest,
     Echo,
     MacKey,
+    OfflineTap,
+    OfflineUpload,
     Purchase,
     Request,
     Response,
     Reversal,
+    Scan,
     Tap,
 )
 
@@ -99,6 +102,12 @@ class TerminalClient:
             self.terminal_id, seq or self.take_seq(), self._now_ms(), since_version, cursor
         )
 
+    def offline(self, taps: Sequence[OfflineTap], seq: int | None = None) -> OfflineUpload:
+        return OfflineUpload(self.terminal_id, seq or self.take_seq(), self._now_ms(), list(taps))
+
+    def scan(self, qr: bytes, amount_fen: int = 0, stop: str = "", seq: int | None = None) -> Scan:
+        return Scan(self.terminal_id, seq or self.take_seq(), self._now_ms(), qr, amount_fen, stop)
+
     def echo(self, seq: int | None = None) -> Echo:
         return Echo(self.terminal_id, seq or self.take_seq(), self._now_ms())
 
@@ -126,8 +135,10 @@ class TerminalClient:
         return self._ready.popleft()
 
     async def denylist_page(self, since_version: int, cursor: str = "") -> DenyListAnswer:
-        answer = await self.request(self.denylist(since_version, cursor))
-        assert isinstance(answer, DenyListAnswer)  # the codec decodes every answer so
+        request = self.denylist(since_version, cursor)
+        self.codec.expect_denylist(request.seq)
+        answer = await self.request(request)
+        assert isinstance(answer, DenyListAnswer)
         return answer
 
     async def request(self, request: Request) -> Response:

@@ -7,6 +7,7 @@ hot-path logic exists once.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ CONNECTIONS_MAX = 10_000
 # from it: bounds the memory a single pipelining peer can pin, and makes a flood from one
 # concentrator wait on itself rather than on everyone.
 IN_FLIGHT_MAX = 1024
+# How long a graceful stop waits for peers to close after their last answer and our FIN.
+LINGER_SECONDS_MAX = 2.0
 # Bytes asked of the kernel per read (trio adapter); 64 KiB holds ~1,000 requests.
 RECEIVE_BYTES = 64 * 1024
 
@@ -122,6 +125,10 @@ def open_switch(data_dir: Path, config: Config, clock: Callable[[], int] = wall_
         if report.truncated_bytes
         else "",
     )
+    # The caches just replayed live as long as the process: move them out of the cyclic
+    # collector's reach, so that its full collections stop walking every card and stalling
+    # every answer for a tenth of a second or more (docs/performance.md).
+    gc.freeze()
     switch = Switch(engine, Journal(journal_dir, report), report, ChannelStatistics(), clock)
     activation = switch.fares_update(Path(config.fares), clock())
     if activation is not None:

@@ -20,6 +20,11 @@ Terminals (keys random, kept in the key store):
     MI01.., MO01..  entry and exit gates at each station of metro network M, in the fare
                 table's station order
     P0001..     merchant POS (owner merchant-NNNN)
+    H0001..     medical counters (owner hospital-NNNN): e-card scans only
+
+E-cards: every card has one at level 2 (payment) except X.......8 (level 1: identity and
+query, e.g. X00000008) and X.......9 (no e-card, e.g. X00000009). QR signing key 1 is in
+force from the start; its private key is in the key store for `onecard qr mint`.
 The fare table in force is switch/transit/tables/shiyan.toml.
 """
 
@@ -27,11 +32,13 @@ from __future__ import annotations
 
 import datetime
 import random
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
+from protocols.ecard import TOKEN_SIZE
 from protocols.terminal.mac import key_check_value
 from switch.config import DEFAULT_FARES, EngineConfig
 from switch.domain.identifiers import (
@@ -43,6 +50,8 @@ from switch.domain.identifiers import (
     normalise_citizen_id,
 )
 from switch.domain.model import CardCategory, CardStatus, TerminalKind
+from switch.ecard.records import EcardBound, QrKeyActivated
+from switch.ecard.state import EcardLevel
 from switch.errors import ConfigError
 from switch.journal import Journal, Record, recover
 from switch.journal.records import CardIssued, FareTableActivated, TerminalRegistered
@@ -68,6 +77,10 @@ FIXED_CATEGORIES = {
 }
 FIXED_RANGE = 100
 SECTIONAL_VALIDATORS = 4
+# E-cards by the last digit of the card's serial: most at level 2, some at level 1, some none.
+LEVEL_1_LAST_DIGIT = 8
+NO_ECARD_LAST_DIGIT = 9
+FIRST_QR_KEY_ID = 1
 ELDERLY_AGE_YEARS = 65
 
 
@@ -76,6 +89,7 @@ class DemoSpec:
     cards: int = 1000
     gates: int = 16
     pos: int = 8
+    medical: int = 2
     seed: int = 2023_03_01  # the regulation's day in force
     today: datetime.date = datetime.date(2026, 11, 29)
 
@@ -162,6 +176,33 @@ def demo_records(spec: DemoSpec, keys: KeyStore, config: EngineConfig) -> list[R
                 bank_account_masked=mask_bank_account(account),
             )
         )
+    for number in range(1, spec.medical + 1):
+        terminal_id = f"H{number:04d}"
+        key = keys.new_terminal_key(terminal_id)
+        records.append(
+            TerminalRegistered(
+                terminal_id, TerminalKind.MEDICAL, f"hospital-{number:04d}", key_check_value(key)
+            )
+        )
+    records.extend(_ecards(spec, keys))
+    return records
+
+
+def _ecards(spec: DemoSpec, keys: KeyStore) -> list[Record]:
+    """The first QR signing key, in force from the start, and the demo e-cards."""
+    records: list[Record] = [
+        QrKeyActivated(0, FIRST_QR_KEY_ID, keys.new_qr_key(FIRST_QR_KEY_ID), 0)
+    ]
+    tokens: set[bytes] = set()
+    for serial in range(1, spec.cards + 1):
+        if serial % 10 == NO_ECARD_LAST_DIGIT:
+            continue
+        token = secrets.token_bytes(TOKEN_SIZE)
+        while token in tokens:
+            token = secrets.token_bytes(TOKEN_SIZE)
+        tokens.add(token)
+        level = EcardLevel.IDENTITY if serial % 10 == LEVEL_1_LAST_DIGIT else EcardLevel.PAYMENT
+        records.append(EcardBound(0, card_number(serial), token, int(level)))
     return records
 
 

@@ -14,13 +14,19 @@ Order of checks for one request (docs/protocol.md repeats it for vendors):
     funds (51) → approved (00).
 Checks before the idempotency window are not journalled: they change nothing, and an
 unauthenticated peer must not be able to fill the journal.
+A `scan` (e-card QR code) is checked by switch.ecard.scan after the terminal kind, then
+decided by the rules of the tap, purchase or balance it stands for on the physical card.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
+import msgspec
+
 from protocols.codes import ResponseCode
+from protocols.ecard import nonce_of
 from protocols.terminal.codec import RejectedFrame, RequestFrame, encode_response
 from protocols.terminal.mac import MacKey, key_check_value
 from protocols.terminal.messages import (
@@ -29,15 +35,20 @@ from protocols.terminal.messages import (
     DenyListAnswer,
     DenyListRequest,
     Echo,
+    OfflineUpload,
     Purchase,
     Request,
     Response,
     Reversal,
+    Scan,
     Tap,
 )
 from switch.config import EngineConfig
 from switch.domain.identifiers import validate_card_number
 from switch.domain.model import Card, CardCategory, CardStatus, TerminalKind
+from switch.ecard.records import ECARD_RECORDS
+from switch.ecard.scan import verify_scan
+from switch.ecard.state import EcardState
 from switch.errors import ConfigError, StateError
 from switch.journal.records import (
     CardIssued,
@@ -45,20 +56,24 @@ from switch.journal.records import (
     Decision,
     EmergencyRelease,
     FareTableActivated,
+    OfflineTapApplied,
     Record,
     TerminalRegistered,
 )
-from switch.transit.denylist import DenyList
+from switch.transit.denylist import BLOCKING_STATUSES, DenyList
 from switch.transit.fares import FareBook, decode_fare_table
-from switch.transit.rides import NO_STATE, Place, TransitState, decide_tap
+from switch.transit.rides import NO_STATE, Place, TapResult, TransitState, decide_tap
 
 C = ResponseCode
 APPROVED = C.APPROVED.value
 
 # Which requests each kind of terminal may send.
 ALLOWED: dict[TerminalKind, frozenset[type[Request]]] = {
-    TerminalKind.GATE: frozenset({Tap, Balance, Reversal, Echo, DenyListRequest}),
-    TerminalKind.POS: frozenset({Purchase, Balance, Reversal, Echo}),
+    TerminalKind.GATE: frozenset(
+        {Tap, Balance, Reversal, Echo, DenyListRequest, OfflineUpload, Scan}
+    ),
+    TerminalKind.POS: frozenset({Purchase, Balance, Reversal, Echo, Scan}),
+    TerminalKind.MEDICAL: frozenset({Scan, Balance, Reversal, Echo}),
 }
 # What a card's status does to a payment from its transit purse. The purse is a one-card
 # (transport) function, not a social-security function, so a suspension under regulation
@@ -72,7 +87,7 @@ PURSE_REFUSAL: dict[CardStatus, ResponseCode | None] = {
     CardStatus.REPLACED: C.INVALID_CARD,
 }
 # Request kinds whose approval moves money out of the purse, and so can be reversed.
-REVERSIBLE = frozenset({"tap", "purchase"})
+REVERSIBLE = frozenset({"tap", "purchase", "scan"})
 # What the rules decide for a new request: code, card, signed purse movement, balance to
 # disclose, and the card's transit state afterwards (None: unchanged).
 Rules = tuple[ResponseCode, str, int, int | None, TransitState | None]
@@ -80,18 +95,39 @@ Rules = tuple[ResponseCode, str, int, int | None, TransitState | None]
 INVALID_KIND = "invalid"
 
 
-class Outcome:
-    """What the idempotency window remembers of one decided request."""
+class Outcome(msgspec.Struct, gc=False):
+    """What the idempotency window remembers of one decided request.
 
-    __slots__ = ("decision", "reversed")
+    Not tracked by the cyclic garbage collector (gc=False): the windows hold hundreds of
+    thousands of these, and full collections walking them stalled every answer for up to a
+    third of a second (docs/performance.md). An Outcome refers only to an immutable
+    Decision, so it can never be part of a reference cycle.
+    """
 
-    def __init__(self, decision: Decision) -> None:
-        self.decision = decision
-        self.reversed = False
+    decision: Decision
+    reversed: bool = False
+
+
+# Offline taps a gate may re-upload and still have recognised: two full gate buffers
+# (a gate stores ~25,000 taps while offline, facts.md).
+OFFLINE_WINDOW = 50_000
+# Purse the pricing of an offline tap assumes: the ride happened, so it is priced in full
+# and what the purse cannot pay becomes debt.
+OFFLINE_PRICING_PURSE_FEN = 2**62
 
 
 class TerminalState:
-    __slots__ = ("high_seq", "key", "kind", "owner", "place", "terminal_id", "window")
+    __slots__ = (
+        "high_seq",
+        "key",
+        "kind",
+        "offline_high",
+        "offline_seen",
+        "owner",
+        "place",
+        "terminal_id",
+        "window",
+    )
 
     def __init__(
         self, terminal_id: str, kind: TerminalKind, owner: str, key: MacKey, place: Place
@@ -103,6 +139,18 @@ class TerminalState:
         self.place = place
         self.window: dict[int, Outcome] = {}
         self.high_seq = 0
+        self.offline_seen: set[int] = set()
+        self.offline_high = 0
+
+    def offline_applied(self, offline_seq: int) -> bool:
+        return offline_seq in self.offline_seen or offline_seq <= self.offline_high - OFFLINE_WINDOW
+
+    def remember_offline(self, offline_seq: int) -> None:
+        self.offline_seen.add(offline_seq)
+        self.offline_high = max(self.offline_high, offline_seq)
+        if len(self.offline_seen) > 2 * OFFLINE_WINDOW:
+            floor = self.offline_high - OFFLINE_WINDOW
+            self.offline_seen = {seq for seq in self.offline_seen if seq > floor}
 
 
 Fingerprint = tuple[str, str, int, int, str]
@@ -118,10 +166,21 @@ def request_fingerprint(request: Request) -> Fingerprint:
         return ("purchase", request.card, request.amount_fen, 0, "")
     if type(request) is Reversal:
         return ("reversal", "", 0, request.original_seq, "")
+    if type(request) is OfflineUpload:
+        return ("offline", "", 0, 0, offline_digest(request))
+    if type(request) is Scan:  # the code is identified by its signed one-time nonce
+        return ("scan", nonce_of(request.qr).hex(), request.amount_fen, 0, request.stop)
     raise AssertionError(f"no fingerprint for {type(request).__name__}")
 
 
+def offline_digest(request: OfflineUpload) -> str:
+    """Identifies an upload's taps (its content for idempotency) in 16 hex digits."""
+    return hashlib.blake2b(msgspec.msgpack.encode(request.taps), digest_size=8).hexdigest()
+
+
 def decision_fingerprint(decision: Decision) -> Fingerprint:
+    if decision.kind == "scan":
+        return ("scan", decision.qr_nonce.hex(), decision.amount_fen, 0, decision.detail)
     card = "" if decision.kind == "reversal" else decision.card
     return (decision.kind, card, decision.amount_fen, decision.original_seq, decision.detail)
 
@@ -151,6 +210,7 @@ class Engine:
         self.transit: dict[str, TransitState] = {}
         self.denylist = DenyList()
         self.emergency_until_ms: dict[str, int] = {}
+        self.ecard = EcardState(config.ecard)
 
     # -- replay and administrative changes -------------------------------------------------
 
@@ -168,13 +228,20 @@ class Engine:
             if card is None:
                 raise StateError(f"status change for unknown card {record.card}")
             card.status = CardStatus(record.status)
-            self.denylist.set_status(record.card, card.status)
+            self.denylist.record_change(record.card, self._blocked(card))
         elif type(record) is TerminalRegistered:
             self._register(record)
         elif type(record) is FareTableActivated:
             self._activate_fares(record)
         elif type(record) is EmergencyRelease:
             self.emergency_until_ms[record.network] = record.until_ms
+        elif type(record) is OfflineTapApplied:
+            terminal = self.terminals.get(record.terminal_id)
+            if terminal is None:
+                raise StateError(f"offline tap for unregistered terminal {record.terminal_id}")
+            self._apply_offline(terminal, record)
+        elif isinstance(record, ECARD_RECORDS):
+            self.ecard.apply(record, self.cards)
         else:
             raise AssertionError(f"unhandled record {type(record).__name__}")
 
@@ -197,7 +264,7 @@ class Engine:
             bank_id=record.bank_id,
             bank_account_masked=record.bank_account_masked,
         )
-        self.denylist.set_status(record.card, CardStatus(record.status))
+        self.denylist.set_blocked(record.card, self._blocked(self.cards[record.card]))
 
     def _activate_fares(self, record: FareTableActivated) -> None:
         current = self.fare_books[-1][1].table.version if self.fare_books else 0
@@ -258,6 +325,8 @@ class Engine:
             # forget an in-window seq that arrived early, and let its retry move money.
             floor = terminal.high_seq - size_max
             terminal.window = {seq: o for seq, o in window.items() if seq > floor}
+        if decision.kind == "scan":
+            self.ecard.record_scan(decision.time_ms, decision.qr_nonce, decision.qr_forget_after_ms)
         if decision.reference >= self.next_reference:
             self.next_reference = decision.reference + 1
 
@@ -321,6 +390,10 @@ class Engine:
                 return response_for(outcome.decision), key, kind
             return self._duplicate(request, now_ms), key, kind
         decision = self._decision(terminal, request, now_ms)
+        if type(request) is OfflineUpload and decision.code == APPROVED:
+            for tap in self._offline_taps(terminal, request, now_ms):
+                records.append(tap)
+                self._apply_offline(terminal, tap)
         records.append(decision)
         self._apply_decision(terminal, decision)
         return response_for(decision), key, kind
@@ -345,6 +418,8 @@ class Engine:
         return Response(request.seq, C.DUPLICATE_TRANSMISSION, switch_time_ms=now_ms)
 
     def _decision(self, terminal: TerminalState, request: Request, now_ms: int) -> Decision:
+        if type(request) is Scan:
+            return self._scan(terminal, request, now_ms)
         kind = KIND[type(request)]
         card_number = getattr(request, "card", "")
         amount_fen = request.amount_fen if type(request) is Purchase else 0
@@ -367,8 +442,50 @@ class Engine:
             moved_fen,
             balance_fen,
             reference,
-            request.stop if type(request) is Tap else "",
+            request.stop
+            if type(request) is Tap
+            else offline_digest(request)
+            if type(request) is OfflineUpload
+            else "",
             transit,
+        )
+
+    def _scan(self, terminal: TerminalState, request: Scan, now_ms: int) -> Decision:
+        """An e-card QR scan: switch.ecard checks the code and finds its physical card; the
+        card is then decided by this engine's own rules for the request it stands for (a
+        tap at a gate, a purchase at a POS), so both debit the same purse and count toward
+        the same transit state and concessions."""
+        if type(request) not in ALLOWED[terminal.kind]:
+            verdict = None
+            code = C.NOT_PERMITTED_TO_TERMINAL
+        else:
+            verdict = verify_scan(self.ecard, self.cards, terminal.kind, request, now_ms)
+            code = verdict.code
+        if verdict is not None and verdict.instead is not None:
+            decision = self._decision(terminal, verdict.instead, now_ms)
+        else:
+            decision = Decision(
+                now_ms,
+                request.terminal_time_ms,
+                terminal.terminal_id,
+                request.seq,
+                "scan",
+                "" if verdict is None else verdict.card,
+                0,
+                0,
+                code.value,
+                0,
+                None,
+                self.next_reference,
+            )
+            self.next_reference += 1
+        return msgspec.structs.replace(
+            decision,
+            kind="scan",
+            amount_fen=request.amount_fen,
+            detail=request.stop,
+            qr_nonce=nonce_of(request.qr) if verdict is None else verdict.nonce,
+            qr_forget_after_ms=0 if verdict is None else verdict.forget_after_ms,
         )
 
     def _rules(
@@ -385,6 +502,8 @@ class Engine:
             return C.NOT_PERMITTED_TO_TERMINAL, card_number, 0, None, None
         if type(request) is Reversal:
             return (*self._reversal_rules(terminal, request), None)
+        if type(request) is OfflineUpload:
+            return C.APPROVED, "", 0, None, None  # each tap is priced on its own
         if type(request) is Purchase:
             if amount_fen <= 0:
                 return C.INVALID_AMOUNT, card_number, 0, None, None
@@ -398,6 +517,8 @@ class Engine:
             return refusal, card_number, 0, None, None
         if type(request) is Balance:
             return C.APPROVED, card_number, 0, card.purse_fen, None
+        if card.debt_fen > self.config.purse_debt_limit_fen:
+            return C.INSUFFICIENT_FUNDS, card_number, 0, card.purse_fen, None
         if type(request) is Tap:
             return self._tap_rules(terminal, request, card, now_ms)
         if card.purse_fen < amount_fen:
@@ -408,23 +529,114 @@ class Engine:
         book = self.fare_book(now_ms)
         if book is None:
             return C.NOT_PERMITTED_TO_TERMINAL, card.number, 0, None, None  # no fares yet
-        place = terminal.place
-        if request.stop:
-            place = Place(place.line, request.stop, place.direction)
-        result = decide_tap(
+        result = self._price_tap(
             book,
-            place,
+            terminal,
+            request.stop,
+            card,
             self.transit.get(card.number, NO_STATE),
             card.purse_fen,
-            card.category,
             now_ms,
-            self.emergency_until_ms.get(place.line, 0),
         )
         if result.code is not C.APPROVED:
             balance = card.purse_fen if result.code is C.INSUFFICIENT_FUNDS else None
             return result.code, card.number, 0, balance, None
         charge = result.charge_fen
         return C.APPROVED, card.number, -charge, card.purse_fen - charge, result.state
+
+    def _price_tap(
+        self,
+        book: FareBook,
+        terminal: TerminalState,
+        stop: str,
+        card: Card,
+        state: TransitState,
+        purse_fen: int,
+        now_ms: int,
+    ) -> TapResult:
+        place = terminal.place
+        if stop:  # a bus validator says where it is
+            place = Place(place.line, stop, place.direction)
+        emergency_until_ms = self.emergency_until_ms.get(place.line, 0)
+        return decide_tap(book, place, state, purse_fen, card.category, now_ms, emergency_until_ms)
+
+    def _offline_taps(
+        self, terminal: TerminalState, request: OfflineUpload, now_ms: int
+    ) -> list[OfflineTapApplied]:
+        """Price each new tap of an upload at its own time, in time order.
+
+        A tap older than the card's latest tap already applied (it reached us late) is
+        priced as a ride on its own and leaves the card's journey state alone: it cannot
+        be fitted into a journey history that has moved on."""
+        out: list[OfflineTapApplied] = []
+        purses: dict[str, tuple[int, int]] = {}  # card -> (purse, debt) as the taps go
+        states: dict[str, TransitState] = {}
+        in_this_upload: set[int] = set()
+        for tap in sorted(request.taps, key=lambda t: (t.time_ms, t.offline_seq)):
+            if terminal.offline_applied(tap.offline_seq) or tap.offline_seq in in_this_upload:
+                continue  # uploaded before: applied once, never again
+            in_this_upload.add(tap.offline_seq)
+            card = self.cards.get(tap.card)
+            book = self.fare_book(tap.time_ms)
+            code, charge, state = C.INVALID_CARD, 0, None
+            if card is not None and book is not None:
+                current = states.get(card.number) or self.transit.get(card.number, NO_STATE)
+                in_order = tap.time_ms >= current.last_tap_ms
+                base = current if in_order else NO_STATE
+                result = self._price_tap(
+                    book, terminal, tap.stop, card, base, OFFLINE_PRICING_PURSE_FEN, tap.time_ms
+                )
+                code, charge = result.code, result.charge_fen
+                if in_order and result.state is not None:
+                    state = result.state
+                    states[card.number] = state
+            elif card is not None:
+                code = C.NOT_PERMITTED_TO_TERMINAL
+            purse, debt = (0, 0)
+            if card is not None:
+                purse, debt = purses.get(card.number, (card.purse_fen, card.debt_fen))
+            paid = min(charge, purse)
+            purse, debt = purse - paid, debt + charge - paid
+            if card is not None:
+                purses[card.number] = (purse, debt)
+            out.append(
+                OfflineTapApplied(
+                    now_ms,
+                    terminal.terminal_id,
+                    tap.offline_seq,
+                    tap.time_ms,
+                    tap.card,
+                    tap.stop,
+                    tap.grey,
+                    code.value,
+                    charge,
+                    paid,
+                    purse,
+                    debt,
+                    state,
+                )
+            )
+        return out
+
+    def _apply_offline(self, terminal: TerminalState, record: OfflineTapApplied) -> None:
+        terminal.remember_offline(record.offline_seq)
+        card = self.cards.get(record.card)
+        if card is None:
+            return
+        if card.purse_fen - record.paid_fen != record.purse_fen:
+            raise StateError(
+                f"offline tap {record.terminal_id}/{record.offline_seq}: purse "
+                f"{card.purse_fen} - {record.paid_fen} is not {record.purse_fen}"
+            )
+        card.purse_fen = record.purse_fen
+        card.debt_fen = record.debt_fen
+        if record.transit is not None:
+            self.transit[card.number] = record.transit
+        self.denylist.set_blocked(card.number, self._blocked(card))
+
+    def _blocked(self, card: Card) -> bool:
+        """Whether gates must refuse the card without asking us (the deny-list)."""
+        return card.status in BLOCKING_STATUSES or card.debt_fen > self.config.purse_debt_limit_fen
 
     def _reversal_rules(
         self, terminal: TerminalState, request: Reversal

@@ -4,6 +4,8 @@
     ├── InvalidIdentifier     a citizen ID, card number or bank account fails its rules
     ├── ConfigError           configuration or key store is unusable
     ├── StateError            a record contradicts the state it is applied to
+    ├── EcardError            an e-card operation cannot be done: no e-card, no signing
+    │                         key, or the switch holds the data directory
     └── JournalError
         ├── JournalCorrupt    a record before the tail fails its checksum: refuse to start
         └── JournalFailed     a write or fsync failed: the switch must stop (the page cache
@@ -29,6 +31,10 @@ class ConfigError(SwitchError):
 
 
 class StateError(SwitchError):
+    pass
+
+
+class EcardError(SwitchError):
     pass
 
 

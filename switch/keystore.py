@@ -1,8 +1,14 @@
-"""The embedded key store: terminal MAC keys and the holder-token secret.
+"""The embedded key store: terminal MAC keys, the holder-token secret and the e-card QR
+signing keys.
 
 In production these live in an HSM; the embedded default keeps them in `keys.json` beside
 the journal, readable by the switch's user only (0600), written atomically. The journal
 holds only each key's check value, so a journal copy leaks no key.
+
+QR signing keys (Ed25519 private keys, by key id) belong to the e-card issuing side; they sit
+here while the issuer is embedded in the switch's data directory (`onecard qr mint`). The
+switch itself verifies with the public halves, which the journal carries. A key store
+written before e-cards existed has no `qr_signing_keys` section and loads with none.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocols.terminal.mac import KEY_SIZE
 from switch.errors import ConfigError
@@ -23,11 +32,21 @@ FILE_NAME = "keys.json"
 class KeyStore:
     holder_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     terminals: dict[str, bytes] = field(default_factory=dict)
+    # key id -> 32-byte raw Ed25519 private key
+    qr_signing: dict[int, bytes] = field(default_factory=dict)
 
     def new_terminal_key(self, terminal_id: str) -> bytes:
         key = secrets.token_bytes(KEY_SIZE)
         self.terminals[terminal_id] = key
         return key
+
+    def new_qr_key(self, key_id: int) -> bytes:
+        """Make the QR signing key `key_id`; returns its raw public key for the journal."""
+        if key_id in self.qr_signing:
+            raise ConfigError(f"QR signing key {key_id} exists already")
+        private = Ed25519PrivateKey.generate()
+        self.qr_signing[key_id] = private.private_bytes_raw()
+        return private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
     def save(self, directory: Path) -> None:
         path = directory / FILE_NAME
@@ -35,6 +54,9 @@ class KeyStore:
         document = {
             "holder_secret": self.holder_secret.hex(),
             "terminals": {tid: key.hex() for tid, key in sorted(self.terminals.items())},
+            "qr_signing_keys": {
+                str(kid): key.hex() for kid, key in sorted(self.qr_signing.items())
+            },
         }
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as file:
@@ -51,6 +73,10 @@ class KeyStore:
             return cls(
                 holder_secret=bytes.fromhex(document["holder_secret"]),
                 terminals={tid: bytes.fromhex(k) for tid, k in document["terminals"].items()},
+                qr_signing={
+                    int(kid): bytes.fromhex(k)
+                    for kid, k in document.get("qr_signing_keys", {}).items()
+                },
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path}: unusable key store: {exc}") from exc

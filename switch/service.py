@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -24,6 +25,7 @@ import sniffio
 
 from switch.config import Config
 from switch.core import Switch
+from switch.errors import ConfigError
 from switch.metrics import MetricsServer
 from switch.server.asyncio_adapter import serve_asyncio
 from switch.server.trio_adapter import serve_trio
@@ -59,19 +61,39 @@ async def run_service(
     log.info("stopped; journal durable at record %d", switch.journal.durable_position)
 
 
+async def reload_fares(switch: Switch, path: Path) -> None:
+    """SIGHUP: activate the fare file if it holds a newer version; a bad file changes
+    nothing and says why."""
+    try:
+        activation = switch.fares_update(path, switch.clock())
+    except ConfigError as exc:
+        log.error("fare table not reloaded: %s", exc)
+        return
+    if activation is None:
+        log.info("fare table %s: no newer version", path)
+        return
+    await switch.journal.wait_durable(switch.submit([activation]))
+    log.info("fare table version %d activated from %s", activation.version, path)
+
+
 async def main(switch: Switch, config: Config) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully."""
     stop = anyio.Event()
     async with anyio.create_task_group() as group:
 
-        async def stop_on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async def on_signals() -> None:
+            with anyio.open_signal_receiver(
+                signal.SIGINT, signal.SIGTERM, signal.SIGHUP
+            ) as signals:
                 async for received in signals:
+                    if received == signal.SIGHUP:
+                        await reload_fares(switch, Path(config.fares))
+                        continue
                     log.info("%s: draining and stopping", signal.Signals(received).name)
                     stop.set()
                     return
 
-        group.start_soon(stop_on_signal)
+        group.start_soon(on_signals)
         port, metrics_port = await group.start(run_service, switch, config, stop)
         # Tests and scripts wait for this exact line to know the switch is serving.
         print(

@@ -41,9 +41,8 @@ FRAME_LENGTH_MAX = 64 * 1024
 FRAME_LENGTH_MIN = MAC_SIZE + 1
 
 _request_decoder: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request)
-# Every answer decodes as a DenyListAnswer: its extra trailing fields default when absent,
-# so one decoder serves all answers and a deny-list answer keeps its list.
-_response_decoder = msgspec.msgpack.Decoder(DenyListAnswer)
+_response_decoder = msgspec.msgpack.Decoder(Response)
+_denylist_answer_decoder = msgspec.msgpack.Decoder(DenyListAnswer)
 _encoder = msgspec.msgpack.Encoder()
 _loose_decoder = msgspec.msgpack.Decoder()
 
@@ -179,11 +178,16 @@ def encode_request(request: Request, key: MacKey) -> bytes:
 class ClientCodec(_FrameReader):
     """A terminal's side: responses in, verified with the terminal's key."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_denylist_seqs", "_key")
 
     def __init__(self, key: MacKey) -> None:
         super().__init__()
         self._key = key
+        self._denylist_seqs: set[int] = set()
+
+    def expect_denylist(self, seq: int) -> None:
+        """The answer to `seq` carries a deny-list: decode it as a DenyListAnswer."""
+        self._denylist_seqs.add(seq)
 
     def send(self, request: Request) -> bytes:
         return encode_request(request, self._key)
@@ -195,6 +199,9 @@ class ClientCodec(_FrameReader):
         for body, mac in raw:
             try:
                 response = _response_decoder.decode(body)
+                if response.seq in self._denylist_seqs:
+                    self._denylist_seqs.discard(response.seq)
+                    response = _denylist_answer_decoder.decode(body)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 # The switch never sends this: the stream is not ours or is damaged.
                 self._failed = True

@@ -77,6 +77,28 @@ class Balance(msgspec.Struct, tag="balance", array_like=True, frozen=True):
     card: CardNumber
 
 
+# The QR text as scanned. A version-1 e-card code is 145 characters (protocols.ecard); 512
+# leaves room for later payload versions (a longer signature, a certificate reference) while
+# bounding what a peer can make us decode.
+QR_LENGTH_MAX = 512
+
+
+class Scan(msgspec.Struct, tag="scan", array_like=True, frozen=True):
+    """An e-card QR code scanned at a terminal, decided like the physical card it stands
+    for: a tap at a gate (the fare), a purchase of `amount_fen` at a POS.
+
+    qr: the code's content exactly as scanned (ASCII, as bin), without any terminator.
+    stop: as for `tap`, at a bus validator on a sectional line.
+    """
+
+    terminal_id: TerminalId
+    seq: Seq
+    terminal_time_ms: TimeMs
+    qr: Annotated[bytes, msgspec.Meta(max_length=QR_LENGTH_MAX)]
+    amount_fen: int = 0
+    stop: StopId = ""
+
+
 class DenyListRequest(msgspec.Struct, tag="denylist", array_like=True, frozen=True):
     """A gate asks for the deny-list changes since `since_version` (0: the whole list,
     from after card number `cursor`). Read-only: not journalled, no idempotency window."""
@@ -88,6 +110,33 @@ class DenyListRequest(msgspec.Struct, tag="denylist", array_like=True, frozen=Tr
     cursor: Annotated[str, msgspec.Meta(max_length=CARD_LENGTH_MAX)] = ""
 
 
+# A gate stores ~25,000 taps while offline (facts.md) and uploads them in messages of at most
+# this many: 1,000 taps of ~40 bytes fit one 64 KiB frame with room to spare.
+OFFLINE_TAPS_PER_MESSAGE_MAX = 1000
+
+
+class OfflineTap(msgspec.Struct, array_like=True, frozen=True):
+    """One tap a gate accepted while its link was down."""
+
+    offline_seq: Seq  # the gate's own counter for offline taps: their idempotency key
+    time_ms: TimeMs  # when the tap happened, by the gate's clock
+    card: CardNumber
+    stop: StopId = ""
+    grey: bool = False  # interrupted: the gate is unsure the passenger went through
+
+
+class OfflineUpload(msgspec.Struct, tag="offline", array_like=True, frozen=True):
+    """Taps made offline. Answered 00 once they are durable: the gate may then delete them.
+    Each tap is applied once, whatever how often it is uploaded."""
+
+    terminal_id: TerminalId
+    seq: Seq
+    terminal_time_ms: TimeMs
+    taps: Annotated[
+        list[OfflineTap], msgspec.Meta(min_length=1, max_length=OFFLINE_TAPS_PER_MESSAGE_MAX)
+    ]
+
+
 class Echo(msgspec.Struct, tag="echo", array_like=True, frozen=True):
     """Liveness and MAC check; moves nothing and is not journalled."""
 
@@ -96,8 +145,17 @@ class Echo(msgspec.Struct, tag="echo", array_like=True, frozen=True):
     terminal_time_ms: TimeMs
 
 
-Request = Tap | Purchase | Reversal | Balance | Echo | DenyListRequest
-REQUEST_TYPES: tuple[type[Request], ...] = (Tap, Purchase, Reversal, Balance, Echo, DenyListRequest)
+Request = Tap | Purchase | Reversal | Balance | Echo | DenyListRequest | OfflineUpload | Scan
+REQUEST_TYPES: tuple[type[Request], ...] = (
+    Tap,
+    Purchase,
+    Reversal,
+    Balance,
+    Echo,
+    DenyListRequest,
+    OfflineUpload,
+    Scan,
+)
 # The tag of each request type, e.g. for metric labels.
 KIND: dict[type[Request], str] = {cls: str(cls.__struct_config__.tag) for cls in REQUEST_TYPES}
 

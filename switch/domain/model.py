@@ -32,6 +32,7 @@ class CardCategory(enum.StrEnum):
 class TerminalKind(enum.StrEnum):
     GATE = "gate"  # transit gate or bus validator
     POS = "pos"  # merchant point of sale
+    MEDICAL = "medical"  # hospital or pharmacy counter: e-card scans
 
 
 class Card:
@@ -47,6 +48,7 @@ class Card:
         "bank_account_masked",
         "bank_id",
         "category",
+        "debt_fen",
         "holder_masked",
         "holder_token",
         "medical_fen",
@@ -74,6 +76,8 @@ class Card:
         self.category = category
         self.status = status
         self.purse_fen = purse_fen
+        # Fares of offline taps the purse could not cover; paid back before anything else.
+        self.debt_fen = 0
         self.medical_fen = medical_fen
         self.bank_id = bank_id
         self.bank_account_masked = bank_account_masked

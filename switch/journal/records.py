@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from switch.ecard.records import EcardBound, EcardUnbound, QrKeyActivated, QrKeyRetired
 from switch.transit.rides import TransitState
 
 
@@ -63,6 +64,31 @@ class Decision(msgspec.Struct, tag="decision", array_like=True, frozen=True):
     reference: int
     detail: str = ""  # request content beyond the fields above (a tap's stop)
     transit: TransitState | None = None  # the card's transit state after an approved tap
+    # A `scan` (kind "scan", card = the physical card the QR code stands for): the code's
+    # nonce when it could be read (retries are matched by it), and until when the switch
+    # must remember it as used (0: this decision did not consume it). Replay rebuilds the
+    # used-nonce store from these.
+    qr_nonce: bytes = b""
+    qr_forget_after_ms: int = 0
+
+
+class OfflineTapApplied(msgspec.Struct, tag="offline", array_like=True, frozen=True):
+    """One offline tap, priced at its own time: `paid_fen` from the purse, the rest of
+    `charge_fen` added to the card's debt."""
+
+    time_ms: int  # when the switch applied it
+    terminal_id: str
+    offline_seq: int
+    tap_time_ms: int
+    card: str
+    stop: str
+    grey: bool
+    code: str  # 00 priced; otherwise why it was not (unknown card, repeat tap, ...)
+    charge_fen: int
+    paid_fen: int
+    purse_fen: int  # after
+    debt_fen: int  # after
+    transit: TransitState | None  # the card's next transit state, if this tap changed it
 
 
 class FareTableActivated(msgspec.Struct, tag="fares", array_like=True, frozen=True):
@@ -89,6 +115,11 @@ Record = (
     | Decision
     | FareTableActivated
     | EmergencyRelease
+    | OfflineTapApplied
+    | QrKeyActivated
+    | QrKeyRetired
+    | EcardBound
+    | EcardUnbound
 )
 
 encoder = msgspec.msgpack.Encoder()

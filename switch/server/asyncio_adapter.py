@@ -18,10 +18,11 @@ import anyio.abc
 
 from protocols.errors import LocalProtocolError
 from protocols.terminal.codec import RejectedFrame, ServerCodec
-from switch.core import CONNECTIONS_MAX, IN_FLIGHT_MAX, Switch
+from switch.core import CONNECTIONS_MAX, IN_FLIGHT_MAX, LINGER_SECONDS_MAX, Switch
 
 log = logging.getLogger("onecard.server")
 
+LINGER_POLL_SECONDS = 0.01
 # Pending connections the kernel queues for us: a whole station's gates reconnecting at once
 # after a network blip must not be refused.
 LISTEN_BACKLOG = 4096
@@ -32,6 +33,7 @@ class TerminalProtocol(asyncio.Protocol):
         "_closing_after_send",
         "_codec",
         "_connections",
+        "_draining",
         "_flush_scheduled",
         "_in_flight",
         "_loop",
@@ -53,6 +55,7 @@ class TerminalProtocol(asyncio.Protocol):
         self._in_flight = 0
         self._paused = False
         self._closing_after_send = False
+        self._draining = False
         self._write_blocked = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -74,6 +77,8 @@ class TerminalProtocol(asyncio.Protocol):
         self._transport = None
 
     def data_received(self, data: bytes) -> None:
+        if self._draining:
+            return  # shutting down: read only so that closing sends FIN, not RST
         received = time.perf_counter()
         try:
             self._codec.receive_data(data)
@@ -116,7 +121,7 @@ class TerminalProtocol(asyncio.Protocol):
         transport.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
         if self._closing_after_send:
             if self._in_flight == 0:
-                transport.close()  # after a fatal frame or at shutdown, once all is answered
+                self._finish()  # after a fatal frame or at shutdown, once all is answered
         else:
             self._maybe_resume_reading()
 
@@ -150,12 +155,32 @@ class TerminalProtocol(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
+    def _finish(self) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        if self._draining and transport.can_write_eof():
+            # A lingering close: FIN after the last answer, then keep reading (and
+            # discarding) until the peer closes too. Closing with unread requests in the
+            # kernel's buffer would send RST, and RST can destroy answers still in flight.
+            transport.write_eof()
+            self._resume_for_drain()
+        else:
+            transport.close()
+
+    def _resume_for_drain(self) -> None:
+        if self._paused and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+
     def stop_reading(self) -> None:
-        """Graceful shutdown: take no new requests; answers in flight still go out."""
+        """Graceful shutdown: take no new requests; answers in flight still go out, then a
+        lingering close. New requests are read and dropped (never decided)."""
         self._closing_after_send = True
-        self.pause_reading()
-        if self._in_flight == 0 and self._transport is not None and not self._outbox:
-            self._transport.close()
+        self._draining = True
+        self._resume_for_drain()
+        if self._in_flight == 0 and not self._outbox:
+            self._finish()
 
 
 async def serve_asyncio(
@@ -183,6 +208,9 @@ async def serve_asyncio(
             connection.stop_reading()
         await switch.journal.flush()
         await anyio.sleep(0)  # the writes scheduled by the last group's waiters run first
+        with anyio.move_on_after(LINGER_SECONDS_MAX):
+            while connections:  # peers close after our FIN; the stragglers are aborted
+                await anyio.sleep(LINGER_POLL_SECONDS)
     finally:
         server.close()
         for connection in list(connections):

@@ -16,7 +16,7 @@ import trio
 
 from protocols.errors import LocalProtocolError
 from protocols.terminal.codec import RejectedFrame, ServerCodec
-from switch.core import CONNECTIONS_MAX, RECEIVE_BYTES, Switch
+from switch.core import CONNECTIONS_MAX, LINGER_SECONDS_MAX, RECEIVE_BYTES, Switch
 
 log = logging.getLogger("onecard.server")
 
@@ -32,6 +32,16 @@ class _Reads:
         self.stopped = True
         for scope in self.scopes:
             scope.cancel()
+
+
+async def _linger(stream: trio.SocketStream) -> None:
+    """A graceful stop's close: FIN after the last answer, then read and drop until the peer
+    closes too, so the kernel never answers unread requests with RST (which can destroy
+    answers still in flight)."""
+    with trio.move_on_after(LINGER_SECONDS_MAX):
+        await stream.send_eof()
+        while await stream.receive_some(RECEIVE_BYTES):
+            pass
 
 
 async def _handle(switch: Switch, stream: trio.SocketStream, reads: _Reads) -> None:
@@ -54,6 +64,8 @@ async def _handle(switch: Switch, stream: trio.SocketStream, reads: _Reads) -> N
                 finally:
                     reads.scopes.discard(read_scope)
             if not data:
+                if reads.stopped:
+                    await _linger(stream)
                 return
             received = trio.current_time()
             try:

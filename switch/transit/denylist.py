@@ -44,11 +44,19 @@ class DenyList:
         self._history: deque[tuple[int, str, bool]] = deque(maxlen=HISTORY_MAX)
         self._sorted: tuple[int, list[str]] = (-1, [])  # full-list pages, per version
 
-    def set_status(self, card: str, status: CardStatus) -> None:
-        """Called for every status change; bumps the version whenever it is one."""
-        blocked = status in BLOCKING_STATUSES
-        if blocked == (card in self.blocked) and not blocked:
-            return  # an unblocked card staying unblocked is no change to any gate
+    def record_change(self, card: str, blocked: bool) -> None:
+        """A card's status changed: every such change bumps the version (a gate told twice
+        that a card is blocked loses nothing), except for a card that stays unblocked."""
+        if not blocked and card not in self.blocked:
+            return
+        self._change(card, blocked)
+
+    def set_blocked(self, card: str, blocked: bool) -> None:
+        """Blocked or not for another reason (debt, issue): a change only if it is one."""
+        if blocked != (card in self.blocked):
+            self._change(card, blocked)
+
+    def _change(self, card: str, blocked: bool) -> None:
         if blocked:
             self.blocked.add(card)
         else:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from protocols.terminal import ClientCodec, MacKey, Request, Response, ServerCodec
+from protocols.ecard import BusinessType
+from protocols.terminal import ClientCodec, MacKey, Request, Response, Scan, ServerCodec
 from protocols.terminal.codec import encode_request
 from switch.config import EngineConfig
 from switch.demo import DemoSpec, demo_records
+from switch.ecard.issue import mint_qr
 from switch.engine import Engine
 from switch.journal.records import Decision, Record
 from switch.keystore import KeyStore
@@ -61,3 +63,32 @@ class EngineHarness:
 
     def purse(self, card: str) -> int:
         return self.engine.cards[card].purse_fen
+
+    # -- e-card ----------------------------------------------------------------------------
+
+    def mint(
+        self,
+        card: str,
+        business: BusinessType = BusinessType.PAYMENT,
+        *,
+        at_ms: int | None = None,
+        validity_s: int | None = None,
+    ) -> bytes:
+        """A QR payload for `card`, minted at `at_ms` (default: now) with the demo keys."""
+        return mint_qr(
+            self.engine.ecard,
+            self.keys.qr_signing,
+            card,
+            business,
+            self.now_ms if at_ms is None else at_ms,
+            validity_s=validity_s,
+        )
+
+    def scan(self, terminal_id: str, seq: int, qr: bytes, amount_fen: int = 0) -> Response:
+        return self.one(Scan(terminal_id, seq, self.now_ms, qr, amount_fen))
+
+    def submit(self, *records: Record) -> None:
+        """Administrative records: applied to the engine and journalled, as the switch does."""
+        for record in records:
+            self.engine.apply(record)
+            self.journal.append(record)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from protocols.codes import ResponseCode as C
-from protocols.terminal import Response
+from protocols.terminal import OfflineTap, Response
 from switch.client import TerminalClient
 from switch.journal.records import CardStatusChanged, EmergencyRelease
 from switch.transit.denylist import unpack
-from tests.conftest import Running
+from tests.conftest import T0_MS, Running
 
 pytestmark = pytest.mark.anyio
 
@@ -237,3 +237,57 @@ async def test_new_fare_table_applies_from_activation(
     await running.switch.journal.wait_durable(running.switch.submit([activation]))
     assert running.switch.fares_update(path, running.clock()) is None  # not newer
     assert await gates.charged("G0001", "X00000034") == 250
+
+
+def offline_taps(start_ms: int, card: str, count: int, first_seq: int = 1) -> list[OfflineTap]:
+    # Bus taps 10 minutes apart: each a new boarding; every third starts a new chain.
+    return [
+        OfflineTap(first_seq + n, start_ms + n * 100 * 60_000, card, "", n == count - 1)
+        for n in range(count)
+    ]
+
+
+async def test_offline_batch_applied_once(gates: Terminals, running: Running) -> None:
+    client = await gates.client("G0005")
+    taps = offline_taps(running.clock() - 86_400_000, "X00000040", 3)
+    upload = client.offline(list(reversed(taps)))  # any order: applied in time order
+    first = await client.request(upload)
+    assert first.code == C.APPROVED
+    assert await balance_of(gates, "X00000040") == FULL - 3 * 200
+    assert await client.request(upload) == first  # the same message retried
+    again = await client.request(client.offline(taps))  # the same taps in a new message
+    assert again.code == C.APPROVED and again.reference != first.reference
+    assert await balance_of(gates, "X00000040") == FULL - 3 * 200
+
+
+async def test_offline_shortfall_becomes_debt_and_deny_lists(
+    gates: Terminals, running: Running
+) -> None:
+    client = await gates.client("G0006")
+    version = (await client.denylist_page(0)).denylist_version
+    taps = offline_taps(running.clock() - 86_400_000, "X00000007", 2)  # empty purse
+    await client.request(client.offline(taps))
+    assert running.switch.engine.cards["X00000007"].debt_fen == 400  # under the limit
+    assert (await client.denylist_page(version)).added == b""
+    await client.request(
+        client.offline(offline_taps(running.clock() - 3_600_000, "X00000007", 1, 9))
+    )
+    assert running.switch.engine.cards["X00000007"].debt_fen == 600
+    delta = await client.denylist_page(version)
+    assert unpack(delta.added) == ["X00000007"]
+    refused = await gates.tap("G0007", "X00000007")
+    assert refused.code == C.INSUFFICIENT_FUNDS
+
+
+async def test_offline_tap_of_an_unknown_card_is_recorded_not_charged(
+    gates: Terminals, running: Running
+) -> None:
+    client = await gates.client("G0008")
+    answer = await client.request(client.offline([OfflineTap(1, T0_MS - 60_000, "X99999999")]))
+    assert answer.code == C.APPROVED
+    assert running.switch.engine.terminals["G0008"].offline_applied(1)
+
+
+async def balance_of(gates: Terminals, card: str) -> int | None:
+    client = await gates.client("P0008")
+    return (await client.request(client.balance(card))).balance_fen

@@ -1,0 +1,88 @@
+"""The machine a benchmark ran on, and where its CPU time went (Linux /proc).
+
+Figures from a 2-core machine shared with other work drift from run to run; the report
+therefore states the machine, and for every step how much CPU the server, the load
+generator and everything else used, so a reader can tell a slow server from a busy box.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+import msgspec
+
+CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+# /proc/<pid>/stat fields after the ")" that ends the command name: utime and stime are
+# fields 14 and 15 of the whole line (proc(5)), i.e. 11 and 12 after the state field.
+UTIME_AFTER_COMMAND = 11
+STIME_AFTER_COMMAND = 12
+# /proc/stat "cpu" line: user nice system idle iowait irq softirq steal ...
+IDLE_FIELDS = (3, 4)
+
+
+class Machine(msgspec.Struct, frozen=True):
+    cpus: int
+    cpu_model: str
+    python: str
+    platform: str
+    load_average: tuple[float, float, float]  # when the run started: other work on the box
+    journal_filesystem: str  # the switch fsyncs here; tmpfs would make fsync free
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    ticks = int(fields[UTIME_AFTER_COMMAND]) + int(fields[STIME_AFTER_COMMAND])
+    return ticks / CLOCK_TICKS_PER_SECOND
+
+
+def system_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, over all CPUs."""
+    first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(field) for field in first]
+    idle = sum(ticks[index] for index in IDLE_FIELDS)
+    total = sum(ticks)
+    return (total - idle) / CLOCK_TICKS_PER_SECOND, total / CLOCK_TICKS_PER_SECOND
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _filesystem(path: Path) -> str:
+    """The type of the file system holding `path` (longest matching mount point)."""
+    best, kind = "", "unknown"
+    resolved = str(path.resolve())
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return kind
+    for line in mounts:
+        parts = line.split()
+        mount_point, fs_type = parts[1], parts[2]
+        inside = resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) > len(best):
+            best, kind = mount_point, fs_type
+    return kind
+
+
+def describe(journal_dir: Path) -> Machine:
+    one, five, fifteen = os.getloadavg()
+    return Machine(
+        cpus=os.cpu_count() or 0,
+        cpu_model=_cpu_model(),
+        python=sys.version.split()[0],
+        platform=platform.platform(),
+        load_average=(one, five, fifteen),
+        journal_filesystem=_filesystem(journal_dir),
+    )

@@ -1,0 +1,172 @@
+"""The benchmark tooling works and produces its outputs. Nothing here checks how fast
+anything is: these runs are seconds long at toy rates on a shared machine."""
+
+from __future__ import annotations
+
+import csv
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+
+from bench.mix import EXPECTED_CODES, RETRY, Mix, Role, TerminalScript
+from bench.report import BASELINE, SWITCH, Report
+from bench.servers import running, switch_command
+from bench.signing import FastMacKey
+from protocols.terminal import ClientCodec, MacKey, ServerCodec
+from switch.config import EngineConfig
+from switch.demo import DemoSpec, create_demo, demo_records
+from switch.engine import Engine
+from switch.journal.records import Record
+from switch.keystore import KeyStore
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE_CARDS = 100
+# Bounds for subprocesses, well above what they take, so a hang fails the test.
+BENCH_SECONDS = 60
+LOCUST_SECONDS = 30
+NOW_MS = 1_764_400_000_000
+
+
+def test_fast_mac_key_signs_exactly_like_mac_key() -> None:
+    key = bytes(range(16))
+    for body in (b"", b"x", bytes(range(200)), b"\x93\xa3tap" * 40):
+        assert FastMacKey(key).sign(body) == MacKey(key).sign(body)
+        assert FastMacKey(key).verify(body, MacKey(key).sign(body))
+
+
+def test_mix_gets_the_answers_it_expects_from_the_engine() -> None:
+    """Every intent's answer is one the mix allows, and retries get the very same answer."""
+    config = EngineConfig()
+    keys = KeyStore()
+    engine = Engine(config, keys.terminals)
+    for record in demo_records(DemoSpec(cards=SMOKE_CARDS), keys, config):
+        engine.apply(record)
+    mix = Mix(retry=0.2, gate_unknown_card=0.1, gate_lost_card=0.1, pos_unknown_card=0.1)
+    server = ServerCodec()
+    now_ms = NOW_MS
+    labels: set[str] = set()
+
+    def script(terminal_id: str, role: Role) -> tuple[TerminalScript, ClientCodec]:
+        key = MacKey(keys.terminals[terminal_id])
+        rng = random.Random(7)
+        return TerminalScript(
+            terminal_id, role, key, first_seq=1, cards=SMOKE_CARDS, mix=mix, rng=rng
+        ), ClientCodec(key)
+
+    def exchange(terminal: TerminalScript, client: ClientCodec, card: str | None = None) -> str:
+        planned = terminal.next_request(now_ms, card)
+        server.receive_data(planned.frame)
+        records: list[Record] = []
+        client.receive_data(engine.authorise(server.next_frames(), now_ms, records))
+        [(response, mac_ok)] = client.next_responses()
+        assert mac_ok and response.seq == planned.seq
+        assert terminal.answered(planned, response), "a retry got a different answer"
+        if planned.label != RETRY:
+            assert response.code in EXPECTED_CODES[planned.label], planned
+        labels.add(planned.label)
+        return response.code
+
+    gate, pos = script("G0001", Role.GATE), script("P0001", Role.POS)
+    entry, exit_ = script("MI01", Role.METRO_ENTRY), script("MO04", Role.METRO_EXIT)
+    for _ in range(300):
+        now_ms += 5_000  # past the repeat-tap guards
+        exchange(*gate)
+        exchange(*pos)
+        card = entry[0].next_card()
+        exchange(*entry, card)
+        now_ms += 5_000
+        exchange(*exit_, card)
+    assert labels == {*EXPECTED_CODES, RETRY}
+
+
+def test_bench_smoke_run_writes_its_outputs(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "switch",
+        "bench",
+        "--results-dir",
+        str(tmp_path),
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--cards",
+        str(SMOKE_CARDS),
+        "--connections",
+        "4",
+        "--pipeline-connections",
+        "2",
+        "--depth",
+        "4",
+        "--sweep",
+        "0.5",
+        "--sweep-peak",
+        "200",
+        "--taps-rate",
+        "100",
+    ]
+    done = subprocess.run(
+        command, check=False, capture_output=True, timeout=BENCH_SECONDS, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    [directory] = tmp_path.iterdir()
+    for name in ("results.json", "latency.png", "summary.md"):
+        assert (directory / name).stat().st_size > 0, name
+    assert not (directory / "data").exists(), "the journal is removed unless --keep-data"
+    report = msgspec.json.decode((directory / "results.json").read_bytes(), type=Report)
+    assert len(report.steps) == 4 + 2 + 2
+    assert {step.server for step in report.steps} == {SWITCH, BASELINE}
+    for step in report.steps:
+        result = step.result
+        assert result.answered > 0, step.name
+        assert result.unanswered == result.retry_mismatches == result.connections_lost == 0
+        if step.server == SWITCH:
+            assert result.mac_failures == result.unexpected_answers == 0, step.name
+            assert result.server_cpu_seconds is not None
+    assert sum(step.result.retries for step in report.steps if step.server == SWITCH) > 0
+    summary = (directory / "summary.md").read_text()
+    assert "## Targets" in summary and "switch / baseline" in summary
+
+
+def test_locust_headless_against_a_live_switch(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    create_demo(data_dir, DemoSpec(cards=SMOKE_CARDS, gates=9, pos=1), EngineConfig())
+    prefix = tmp_path / "locust"
+    with running("switch", switch_command(data_dir), tmp_path) as switch:
+        command = [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(ROOT / "bench" / "locustfile.py"),
+            "--headless",
+            "--users",
+            "10",
+            "--spawn-rate",
+            "10",
+            "--run-time",
+            "3s",
+            "--host",
+            f"tcp://{switch.host}:{switch.port}",
+            "--onecard-data-dir",
+            str(data_dir),
+            "--onecard-cards",
+            str(SMOKE_CARDS),
+            "--csv",
+            str(prefix),
+            "--only-summary",
+        ]
+        done = subprocess.run(
+            command, check=False, capture_output=True, timeout=LOCUST_SECONDS, cwd=ROOT
+        )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    with Path(f"{prefix}_stats.csv").open() as file:
+        rows = {row["Name"]: row for row in csv.DictReader(file)}
+    total = rows.pop("Aggregated")
+    assert int(total["Request Count"]) > 0
+    assert int(total["Failure Count"]) == 0
+    assert any(name.startswith("tap ") for name in rows)
