@@ -36,8 +36,6 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
-
 from protocols.ecard import TOKEN_SIZE
 from protocols.terminal.mac import key_check_value
 from switch.config import DEFAULT_FARES, EngineConfig
@@ -215,17 +213,5 @@ def create_demo(data_dir: Path, spec: DemoSpec, config: EngineConfig) -> int:
     keys = KeyStore()
     records = demo_records(spec, keys, config)
     keys.save(data_dir)
-    journal = Journal(journal_dir, recover(journal_dir, lambda _i, _r: None))
-
-    async def write() -> None:
-        async with anyio.create_task_group() as group:
-            group.start_soon(journal.run)
-            journal.append(records)
-            await journal.flush()
-            group.cancel_scope.cancel()
-
-    try:
-        anyio.run(write)
-    finally:
-        journal.close()
+    Journal.append_while_stopped(journal_dir, recover(journal_dir, lambda _i, _r: None), records)
     return len(records)

@@ -13,15 +13,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import anyio
-
 from protocols.ecard import BusinessType
 from switch.config import Config
 from switch.datadir import hold_data_dir
 from switch.ecard.issue import mint_qr, rotation
 from switch.ecard.records import QrKeyActivated, QrKeyRetired
 from switch.engine import Engine
-from switch.journal import Journal, Record, RecoveryReport, recover
+from switch.journal import Journal, recover
 from switch.journal.segment import segment_paths
 from switch.keystore import KeyStore
 
@@ -71,7 +69,7 @@ def rotate(
         # The private key first: a journal naming a key the issuer does not hold would
         # leave it nothing to sign with, while the opposite costs nothing.
         keys.save(data_dir)
-        _append(journal_dir, report, list(records))
+        Journal.append_while_stopped(journal_dir, report, list(records))
         # The issuer never signs with a retired key again; codes it signed stay verifiable
         # with the public half in the journal until the retirement time.
         for record in records:
@@ -79,19 +77,3 @@ def rotate(
                 keys.qr_signing.pop(record.key_id, None)
         keys.save(data_dir)
     return records
-
-
-def _append(journal_dir: Path, report: RecoveryReport, records: list[Record]) -> None:
-    journal = Journal(journal_dir, report)
-
-    async def write() -> None:
-        async with anyio.create_task_group() as group:
-            group.start_soon(journal.run)
-            journal.append(records)
-            await journal.flush()
-            group.cancel_scope.cancel()
-
-    try:
-        anyio.run(write)
-    finally:
-        journal.close()

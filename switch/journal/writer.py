@@ -173,6 +173,27 @@ class Journal:
             segments_total=self._segments_total,
         )
 
+    # -- while the switch is stopped -------------------------------------------------------
+
+    @classmethod
+    def append_while_stopped(
+        cls, directory: Path, recovered: RecoveryReport, records: list[Record]
+    ) -> None:
+        """Append records durably with no switch running (demo data, offline admin)."""
+        journal = cls(directory, recovered)
+
+        async def write() -> None:
+            async with anyio.create_task_group() as group:
+                group.start_soon(journal.run)
+                journal.append(records)
+                await journal.flush()
+                group.cancel_scope.cancel()
+
+        try:
+            anyio.run(write)
+        finally:
+            journal.close()
+
     # -- worker thread -------------------------------------------------------------------
 
     def _write_group(self, data: bytes, first_index: int) -> None:
