@@ -34,6 +34,7 @@ from switch.datadir import hold_data_dir
 from switch.demo import DemoSpec, create_demo
 from switch.ecard.cli import add_commands as add_qr_commands
 from switch.errors import SwitchError
+from switch.journal.cli import add_journal_commands
 from switch.keystore import KeyStore
 from switch.service import run
 
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--amount", type=int, default=0, help="fen to pay at a POS")
     add_qr_commands(commands)
 
+    add_journal_commands(commands)
     return parser
 
 

@@ -113,7 +113,7 @@ def open_switch(data_dir: Path, config: Config, clock: Callable[[], int] = wall_
     journal_dir = data_dir / "journal"
     journal_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    report = recover(journal_dir, lambda _index, record: engine.apply(record))
+    report = recover(journal_dir, lambda _index, record: engine.apply(record), keys.journal)
     log.info(
         "recovery: %d records from %d segments in %.3f s; %d cards, %d terminals%s",
         report.records,

@@ -213,5 +213,6 @@ def create_demo(data_dir: Path, spec: DemoSpec, config: EngineConfig) -> int:
     keys = KeyStore()
     records = demo_records(spec, keys, config)
     keys.save(data_dir)
-    Journal.append_while_stopped(journal_dir, recover(journal_dir, lambda _i, _r: None), records)
+    report = recover(journal_dir, lambda _i, _r: None, keys.journal)
+    Journal.append_while_stopped(journal_dir, report, records)
     return len(records)

@@ -32,7 +32,7 @@ def replayed_copy(data_dir: Path, config: Config, keys: KeyStore) -> Engine:
     with tempfile.TemporaryDirectory(prefix="onecard-journal-") as copy:
         for path in segment_paths(data_dir / JOURNAL):
             shutil.copyfile(path, Path(copy) / path.name)
-        recover(Path(copy), lambda _index, record: engine.apply(record))
+        recover(Path(copy), lambda _index, record: engine.apply(record), keys.journal)
     return engine
 
 
@@ -58,7 +58,7 @@ def rotate(
     with hold_data_dir(data_dir, "onecard qr rotate"):
         keys = KeyStore.load(data_dir)
         engine = Engine(config.engine, keys.terminals)
-        report = recover(journal_dir, lambda _index, record: engine.apply(record))
+        report = recover(journal_dir, lambda _index, record: engine.apply(record), keys.journal)
         key_id = engine.ecard.keys.next_key_id()
         # A private key under an id the journal never named is left from a rotation whose
         # journal append failed: nothing was signed with it, so it is replaced.

@@ -8,7 +8,27 @@ from __future__ import annotations
 
 import msgspec
 
+from switch.casework.records import (
+    ComplaintAnswered,
+    ComplaintAssigned,
+    ComplaintFiled,
+    IntegrityEntryAdded,
+    RecoveryOrdered,
+    ReviewFlagRaised,
+    ReviewFlagResolved,
+)
 from switch.ecard.records import EcardBound, EcardUnbound, QrKeyActivated, QrKeyRetired
+from switch.lifecycle.records import (
+    BalancesCarried,
+    BankFunctionChanged,
+    CardApplied,
+    LifecycleStep,
+    MedicalSettled,
+    PinSet,
+    PinTried,
+    PurseRefunded,
+)
+from switch.privacy.records import PersonalDataRead
 from switch.transit.rides import TransitState
 
 
@@ -120,6 +140,24 @@ Record = (
     | QrKeyRetired
     | EcardBound
     | EcardUnbound
+    # the card lifecycle, personal-data reads and casework (switch/lifecycle, privacy,
+    # casework: the service API)
+    | CardApplied
+    | LifecycleStep
+    | PinSet
+    | PinTried
+    | BankFunctionChanged
+    | MedicalSettled
+    | PurseRefunded
+    | BalancesCarried
+    | PersonalDataRead
+    | IntegrityEntryAdded
+    | ComplaintFiled
+    | ComplaintAssigned
+    | ComplaintAnswered
+    | RecoveryOrdered
+    | ReviewFlagRaised
+    | ReviewFlagResolved
 )
 
 encoder = msgspec.msgpack.Encoder()

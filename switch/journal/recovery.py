@@ -1,16 +1,16 @@
-"""Reading the journal back at start.
+"""Reading the journal back: at start (`recover`) and on an operator's demand (`verify`).
 
 A crash can leave the last segment with a torn tail: a record whose bytes did not all reach
 the disk. Such a record was never acknowledged (answers wait for fdatasync), so recovery
-truncates it and says so loudly. A bad record anywhere else is corruption, and the switch
-refuses to start rather than serve from a history it cannot trust.
+truncates it and says so loudly. A bad record anywhere else, or any record whose chain
+value is wrong (altered, deleted, inserted, moved), is corruption or tampering, and the
+switch refuses to start rather than serve from a history it cannot trust.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +21,14 @@ from switch.errors import JournalCorrupt
 from switch.journal.records import Record, decoder
 from switch.journal.segment import (
     FORMAT_VERSION,
+    GENESIS_CHAIN,
     HEADER,
     MAGIC,
     RECORD_BYTES_MAX,
     RECORD_HEADER,
+    Damage,
+    chain_next,
+    scan_records,
     segment_paths,
 )
 
@@ -40,31 +44,79 @@ class RecoveryReport:
     truncated_segment: str | None
     last_segment: Path | None
     last_segment_bytes: int  # size of the last segment after truncation
+    last_chain: bytes  # chain value of the last record (what the next one chains from)
+    chain_key: bytes
 
 
-def _scan(data: bytes, start: int) -> tuple[list[tuple[int, int]], int, str | None]:
-    """(payload offset, length) of every intact record from `start`, the offset where the
-    intact prefix ends, and why it ended early (None when it reached the end)."""
-    spans: list[tuple[int, int]] = []
-    offset = start
-    size = len(data)
-    while offset < size:
-        if size - offset < RECORD_HEADER.size:
-            return spans, offset, "partial record header"
-        length, crc = RECORD_HEADER.unpack_from(data, offset)
-        # No record encodes to zero bytes, and CRC-32 of nothing is 0: without this check a
-        # zero-filled tail (file size extended, data never written) would pass the checksum.
-        if not 0 < length <= RECORD_BYTES_MAX:
-            return spans, offset, f"record length {length} outside 1..{RECORD_BYTES_MAX}"
-        begin = offset + RECORD_HEADER.size
-        end = begin + length
-        if end > size:
-            return spans, offset, "partial record payload"
-        if zlib.crc32(data[begin:end]) != crc:
-            return spans, offset, "checksum mismatch"
-        spans.append((begin, length))
-        offset = end
-    return spans, offset, None
+@dataclass(frozen=True)
+class SegmentRead:
+    """What one segment holds, read and checked as far as it can be."""
+
+    payloads: list[bytes]  # intact records in order, from the segment's first index
+    intact_end: int  # byte offset where the intact prefix ends
+    problem: str | None  # why it ended early: None when it reached the end of the file
+    tampered: bool  # the problem is a wrong chain value (bytes intact), not a torn write
+    chain: bytes  # chain value after the last intact record
+
+
+def read_segment(data: bytes, first_index: int, prev_chain: bytes, key: bytes) -> SegmentRead:
+    payloads: list[bytes] = []
+    chain = prev_chain
+    index = first_index
+    for item in scan_records(data, HEADER.size):
+        if isinstance(item, Damage):
+            intact_after = _intact_after(data, item.offset, index, key)
+            if intact_after:
+                problem = f"record {index}: {item.problem}, but the records after it are intact"
+                return SegmentRead(payloads, item.offset, problem, True, chain)
+            return SegmentRead(payloads, item.offset, item.problem, False, chain)
+        payload = data[item.payload_start : item.payload_start + item.length]
+        expected = chain_next(key, chain, index, payload)
+        if item.chain != expected:
+            problem = (
+                f"record {index}: chain value does not match: the record was altered, "
+                "deleted, inserted or moved (or the journal key is not this journal's)"
+            )
+            # The very last record may be torn in its header alone; anywhere before it,
+            # intact bytes with a wrong chain value can only be tampering.
+            is_last = item.payload_start + item.length == len(data)
+            return SegmentRead(payloads, item.offset, problem, not is_last, chain)
+        payloads.append(payload)
+        chain = expected
+        index += 1
+    return SegmentRead(payloads, len(data), None, False, chain)
+
+
+def _intact_after(data: bytes, offset: int, index: int, key: bytes) -> bool:
+    """Whether the record after a damaged one is genuine: whole, checksummed and chained
+    from the damaged record's stored chain value. A torn write leaves nothing genuine after
+    the tear; bit rot or tampering in one record does. Telling them apart keeps recovery
+    from truncating acknowledged records as if they had never been written."""
+    if len(data) - offset < RECORD_HEADER.size:
+        return False
+    length, _crc, stored_chain = RECORD_HEADER.unpack_from(data, offset)
+    following = offset + RECORD_HEADER.size + length
+    if not 0 < length <= RECORD_BYTES_MAX or following >= len(data):
+        return False
+    for item in scan_records(data, following):
+        if isinstance(item, Damage):
+            return False
+        payload = data[item.payload_start : item.payload_start + item.length]
+        return item.chain == chain_next(key, stored_chain, index + 1, payload)
+    return False
+
+
+def check_header(path: Path, data: bytes, next_index: int, prev_chain: bytes) -> None:
+    magic, version, first_index, header_chain = HEADER.unpack_from(data, 0)
+    if magic != MAGIC or version != FORMAT_VERSION:
+        raise JournalCorrupt(f"{path.name}: not a format-{FORMAT_VERSION} journal segment")
+    if first_index != next_index:
+        raise JournalCorrupt(
+            f"{path.name}: starts at record {first_index}, expected {next_index} "
+            "(a segment is missing, or was renamed)"
+        )
+    if header_chain != prev_chain:
+        raise JournalCorrupt(f"{path.name}: does not chain from the previous segment's last record")
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -75,11 +127,16 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def recover(directory: Path, apply: Callable[[int, Record], None]) -> RecoveryReport:
+def recover(
+    directory: Path, apply: Callable[[int, Record], None], chain_key: bytes = b""
+) -> RecoveryReport:
     """Replay every intact record through `apply(index, record)` in order; truncate a torn
-    tail of the last segment; raise JournalCorrupt for damage anywhere else."""
+    tail of the last segment; raise JournalCorrupt for damage or tampering anywhere else.
+    `chain_key` is the journal key from the key store (empty: an unkeyed chain, for tools
+    and tests that need no tamper evidence)."""
     paths = segment_paths(directory)
     next_index = 0
+    chain = GENESIS_CHAIN
     truncated_bytes = 0
     truncated_segment = None
     last_size = 0
@@ -98,40 +155,35 @@ def recover(directory: Path, apply: Callable[[int, Record], None]) -> RecoveryRe
                 paths.pop()
                 break
             raise JournalCorrupt(f"{path.name}: shorter than its header")
-        magic, version, first_index = HEADER.unpack_from(data, 0)
-        if magic != MAGIC or version != FORMAT_VERSION:
-            raise JournalCorrupt(f"{path.name}: not a format-{FORMAT_VERSION} journal segment")
-        if first_index != next_index:
-            raise JournalCorrupt(
-                f"{path.name}: starts at record {first_index}, expected {next_index}"
-            )
-        spans, intact_end, problem = _scan(data, HEADER.size)
-        if problem is not None and not last:
-            raise JournalCorrupt(f"{path.name} at byte {intact_end}: {problem}")
-        for begin, length in spans:
+        check_header(path, data, next_index, chain)
+        read = read_segment(data, next_index, chain, chain_key)
+        if read.problem is not None and (read.tampered or not last):
+            raise JournalCorrupt(f"{path.name} at byte {read.intact_end}: {read.problem}")
+        for payload in read.payloads:
             try:
-                record = decoder.decode(data[begin : begin + length])
+                record = decoder.decode(payload)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 raise JournalCorrupt(
                     f"{path.name} record {next_index}: checksum intact but undecodable: {exc}"
                 ) from exc
             apply(next_index, record)
             next_index += 1
-        last_size = intact_end
-        if problem is not None:
-            truncated_bytes = len(data) - intact_end
+        chain = read.chain
+        last_size = read.intact_end
+        if read.problem is not None:
+            truncated_bytes = len(data) - read.intact_end
             truncated_segment = path.name
             log.error(
                 "journal: TORN TAIL in %s at byte %d (%s): truncating %d bytes that were "
                 "never acknowledged; %d records recovered",
                 path.name,
-                intact_end,
-                problem,
+                read.intact_end,
+                read.problem,
                 truncated_bytes,
                 next_index,
             )
             with open(path, "r+b") as file:
-                file.truncate(intact_end)
+                file.truncate(read.intact_end)
                 os.fsync(file.fileno())
     return RecoveryReport(
         records=next_index,
@@ -141,4 +193,6 @@ def recover(directory: Path, apply: Callable[[int, Record], None]) -> RecoveryRe
         truncated_segment=truncated_segment,
         last_segment=paths[-1] if paths else None,
         last_segment_bytes=last_size,
+        last_chain=chain,
+        chain_key=chain_key,
     )

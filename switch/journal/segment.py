@@ -1,30 +1,44 @@
-"""Journal file format.
+"""Journal file format (version 2: hash-chained).
 
 A journal is a directory of segment files named by the index of their first record
 (`00000000000000000000.journal`). A segment is
 
-    header  16 bytes: magic b"OCJ1", u32 format version, u64 index of its first record
-    record* u32 payload length, u32 CRC-32 of the payload, payload (records.py, MessagePack)
+    header  32 bytes: magic b"OCJ1", u32 format version (2), u64 index of its first record,
+            16-byte chain value before that record
+    record* u32 payload length, u32 CRC-32 of the payload, 16-byte chain value, payload
+            (records.py, MessagePack)
 
 all integers big-endian. A record's index is its position in the whole journal, counted
-from 0.
+from 0. The chain value of record i is
+
+    keyed BLAKE2b-128(key = the journal key, chain(i-1) || u64 i || payload)
+
+with chain(-1) = 16 zero bytes. The CRC tells a torn or decayed record (a crash, a bad
+sector); the chain tells a record that is intact but not where it was written — altered and
+re-checksummed, deleted, inserted or moved. Without the journal key (keys.json) the chain
+cannot be forged, so the journal is tamper-evident, not merely checksummed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from switch.journal.records import Record, encoder
 
 MAGIC = b"OCJ1"
-FORMAT_VERSION = 1
-HEADER = struct.Struct(">4sIQ")
-RECORD_HEADER = struct.Struct(">II")
+FORMAT_VERSION = 2
+CHAIN_SIZE = 16
+GENESIS_CHAIN = bytes(CHAIN_SIZE)
+HEADER = struct.Struct(f">4sIQ{CHAIN_SIZE}s")
+RECORD_HEADER = struct.Struct(f">II{CHAIN_SIZE}s")
+_INDEX = struct.Struct(">Q")
 # Segments are rolled at this size so recovery reads and checks a bounded amount per file
-# and old segments can be archived whole. 64 MiB is ~600k decisions: minutes of rush hour.
+# and old segments can be archived whole. 64 MiB is ~500k decisions: minutes of rush hour.
 SEGMENT_BYTES_MAX = 64 * 1024 * 1024
 # No record we write comes near this; a larger length field is corruption, not data.
 RECORD_BYTES_MAX = 1024 * 1024
@@ -35,24 +49,78 @@ def segment_name(first_index: int) -> str:
     return f"{first_index:020d}{SUFFIX}"
 
 
-def segment_header(first_index: int) -> bytes:
-    return HEADER.pack(MAGIC, FORMAT_VERSION, first_index)
+def segment_header(first_index: int, prev_chain: bytes = GENESIS_CHAIN) -> bytes:
+    return HEADER.pack(MAGIC, FORMAT_VERSION, first_index, prev_chain)
 
 
 def segment_paths(directory: Path) -> list[Path]:
     return sorted(directory.glob("*" + SUFFIX))
 
 
-def encode_records(records: Iterable[Record]) -> tuple[bytes, int]:
-    """The bytes of these records as they go on disk, and how many there were."""
+def chain_next(key: bytes, prev_chain: bytes, index: int, payload: bytes) -> bytes:
+    h = hashlib.blake2b(key=key, digest_size=CHAIN_SIZE)
+    h.update(prev_chain)
+    h.update(_INDEX.pack(index))
+    h.update(payload)
+    return h.digest()
+
+
+def encode_records(
+    records: Iterable[Record], first_index: int, prev_chain: bytes, key: bytes
+) -> tuple[bytes, int, bytes]:
+    """The bytes of these records as they go on disk, how many there were, and the chain
+    value after the last."""
     parts = []
-    count = 0
+    index = first_index
     pack = RECORD_HEADER.pack
     encode = encoder.encode
     crc32 = zlib.crc32
+    chain = prev_chain
     for record in records:
         payload = encode(record)
-        parts.append(pack(len(payload), crc32(payload)))
+        chain = chain_next(key, chain, index, payload)
+        parts.append(pack(len(payload), crc32(payload), chain))
         parts.append(payload)
-        count += 1
-    return b"".join(parts), count
+        index += 1
+    return b"".join(parts), index - first_index, chain
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    offset: int  # of its header in the segment
+    payload_start: int
+    length: int
+    chain: bytes
+
+
+@dataclass(frozen=True)
+class Damage:
+    offset: int
+    problem: str
+
+
+def scan_records(data: bytes, start: int) -> Iterator[RawRecord | Damage]:
+    """Every record whose bytes are whole and whose CRC matches, from `start`; a Damage
+    item ends the scan where the bytes stop making sense."""
+    offset = start
+    size = len(data)
+    while offset < size:
+        if size - offset < RECORD_HEADER.size:
+            yield Damage(offset, "partial record header")
+            return
+        length, crc, chain = RECORD_HEADER.unpack_from(data, offset)
+        # No record encodes to zero bytes, and CRC-32 of nothing is 0: without this check a
+        # zero-filled tail (file size extended, data never written) would pass the checksum.
+        if not 0 < length <= RECORD_BYTES_MAX:
+            yield Damage(offset, f"record length {length} outside 1..{RECORD_BYTES_MAX}")
+            return
+        begin = offset + RECORD_HEADER.size
+        end = begin + length
+        if end > size:
+            yield Damage(offset, "partial record payload")
+            return
+        if zlib.crc32(data[begin:end]) != crc:
+            yield Damage(offset, "checksum mismatch")
+            return
+        yield RawRecord(offset, begin, length, chain)
+        offset = end

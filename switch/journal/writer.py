@@ -67,6 +67,9 @@ class Journal:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._pending_first = recovered.next_index
+        self._chain_key = recovered.chain_key
+        self._chain = recovered.last_chain  # after the last appended record
+        self._pending_first_chain = recovered.last_chain  # before the pending group
         self._waiters: deque[tuple[int, Callable[[], None]]] = deque()
         self._wakeup: anyio.Event | None = None
         self._failed: BaseException | None = None
@@ -79,20 +82,21 @@ class Journal:
             self._fd = os.open(recovered.last_segment, os.O_WRONLY | os.O_APPEND)
             self._segment_bytes = recovered.last_segment_bytes
         else:
-            self._fd = self._create_segment(recovered.next_index)
+            self._fd = self._create_segment(recovered.next_index, recovered.last_chain)
             self._segment_bytes = HEADER.size
 
     # -- appending (event-loop thread) ---------------------------------------------------
 
     def append(self, records: Iterable[Record]) -> int:
         """Queue records for the next group; returns the position that covers them."""
-        data, count = encode_records(records)
+        data, count, chain = encode_records(records, self._appended, self._chain, self._chain_key)
         if count:
             if self._failed is not None:
                 raise JournalFailed("the journal writer has failed") from self._failed
             self._pending.append(data)
             self._pending_bytes += len(data)
             self._appended += count
+            self._chain = chain
             wakeup = self._wakeup
             if wakeup is not None:
                 wakeup.set()
@@ -141,13 +145,15 @@ class Journal:
                 continue
             data = b"".join(self._pending)
             first = self._pending_first
+            first_chain = self._pending_first_chain
             end = self._appended
             self._pending = []
             self._pending_bytes = 0
             self._pending_first = end
+            self._pending_first_chain = self._chain
             started = time.perf_counter()
             try:
-                await anyio.to_thread.run_sync(self._write_group, data, first)
+                await anyio.to_thread.run_sync(self._write_group, data, first, first_chain)
             except OSError as exc:
                 self._failed = exc
                 raise JournalFailed(f"journal write failed: {exc}") from exc
@@ -196,13 +202,13 @@ class Journal:
 
     # -- worker thread -------------------------------------------------------------------
 
-    def _write_group(self, data: bytes, first_index: int) -> None:
+    def _write_group(self, data: bytes, first_index: int, prev_chain: bytes) -> None:
         if self._segment_bytes + len(data) > self._segment_bytes_max and (
             self._segment_bytes > HEADER.size
         ):
             os.fsync(self._fd)
             os.close(self._fd)
-            self._fd = self._create_segment(first_index)
+            self._fd = self._create_segment(first_index, prev_chain)
             self._segment_bytes = HEADER.size
             self._segments_total += 1
         view = memoryview(data)
@@ -212,10 +218,10 @@ class Journal:
         os.fdatasync(self._fd)
         self._segment_bytes += len(data)
 
-    def _create_segment(self, first_index: int) -> int:
+    def _create_segment(self, first_index: int, prev_chain: bytes) -> int:
         path = self.directory / segment_name(first_index)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        os.write(fd, segment_header(first_index))
+        os.write(fd, segment_header(first_index, prev_chain))
         os.fsync(fd)
         directory_fd = os.open(self.directory, os.O_RDONLY)
         try:

@@ -20,10 +20,22 @@ T0_MS = 1_764_400_000_000
 
 
 def test_a_key_store_from_before_e_cards_still_loads(tmp_path: Path) -> None:
-    document = {"holder_secret": "00" * 32, "terminals": {"G0001": "11" * 16}}
+    document = {
+        "holder_secret": "00" * 32,
+        "journal_key": "22" * 32,
+        "terminals": {"G0001": "11" * 16},
+    }
     (tmp_path / "keys.json").write_text(json.dumps(document))
     keys = KeyStore.load(tmp_path)
     assert keys.terminals == {"G0001": bytes([0x11]) * 16} and keys.qr_signing == {}
+
+
+def test_a_key_store_without_a_journal_key_is_refused(tmp_path: Path) -> None:
+    # The journal's chain cannot be checked without its key: no silent fresh one.
+    document = {"holder_secret": "00" * 32, "terminals": {}}
+    (tmp_path / "keys.json").write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match="journal_key"):
+        KeyStore.load(tmp_path)
 
 
 def test_qr_signing_keys_survive_a_save(tmp_path: Path) -> None:

@@ -286,7 +286,7 @@ def read_journal(data_dir: Path, keys: KeyStore, copy: Path) -> JournalView:
             if record.moved_fen:
                 moved_fen[record.card] += record.moved_fen
 
-    report = recover(copy, apply)
+    report = recover(copy, apply, keys.journal)
     return JournalView(
         decisions=dict(decisions),
         issued_fen=issued_fen,

@@ -24,6 +24,7 @@ from switch.errors import JournalCorrupt, JournalFailed
 from switch.journal import Journal, Record, RecoveryReport, recover
 from switch.journal.records import CardStatusChanged, Decision
 from switch.journal.segment import (
+    GENESIS_CHAIN,
     HEADER,
     RECORD_HEADER,
     encode_records,
@@ -60,7 +61,7 @@ def decisions(first: int, count: int) -> list[Record]:
 
 
 def encoded_size(record: Record) -> int:
-    return len(encode_records([record])[0])
+    return len(encode_records([record], 0, GENESIS_CHAIN, b"")[0])
 
 
 def recover_all(directory: Path) -> tuple[list[tuple[int, Record]], RecoveryReport]:
@@ -556,7 +557,7 @@ async def test_a_flipped_byte_anywhere_in_a_segment_before_the_last_is_corruptio
 @pytest.mark.parametrize("which", [0, -1], ids=["first", "last"])
 @pytest.mark.parametrize(
     ("magic", "version"),
-    [(b"OCJ2", 1), (b"\0\0\0\0", 0), (b"OCJ1", 2)],
+    [(b"OCJ2", 2), (b"\0\0\0\0", 0), (b"OCJ1", 1)],
     ids=["magic", "zeros", "version"],
 )
 async def test_a_segment_that_is_not_ours_is_corruption(
@@ -564,8 +565,8 @@ async def test_a_segment_that_is_not_ours_is_corruption(
 ) -> None:
     victim = (await write_segments(tmp_path, 2))[which]
     data = victim.read_bytes()
-    first_index = HEADER.unpack_from(data)[2]
-    victim.write_bytes(HEADER.pack(magic, version, first_index) + data[HEADER.size :])
+    _, _, first_index, chain = HEADER.unpack_from(data)
+    victim.write_bytes(HEADER.pack(magic, version, first_index, chain) + data[HEADER.size :])
 
     with pytest.raises(JournalCorrupt, match=victim.name):
         recover(tmp_path, ignore)
@@ -585,9 +586,9 @@ async def test_a_missing_segment_is_a_gap_and_corruption(tmp_path: Path, missing
 async def test_a_header_whose_first_index_leaves_a_gap_is_corruption(tmp_path: Path) -> None:
     last = (await write_segments(tmp_path, 2))[-1]
     data = last.read_bytes()
-    first_index = HEADER.unpack_from(data)[2]
+    first_index, chain = HEADER.unpack_from(data)[2:]
     moved = last.with_name(segment_name(first_index + 1))
-    moved.write_bytes(segment_header(first_index + 1) + data[HEADER.size :])
+    moved.write_bytes(segment_header(first_index + 1, chain) + data[HEADER.size :])
     last.unlink()
 
     with pytest.raises(JournalCorrupt, match=f"expected {first_index}"):
