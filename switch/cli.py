@@ -37,6 +37,7 @@ from switch.errors import SwitchError
 from switch.journal.cli import add_journal_commands
 from switch.keystore import KeyStore
 from switch.service import run
+from switch.simulation import add_simulate_command
 
 DEFAULT_DATA_DIR = Path(os.environ.get("ONECARD_DATA_DIR", "data"))
 LOOPS = ("uvloop", "asyncio", "trio")
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_qr_commands(commands)
 
     add_journal_commands(commands)
+    add_simulate_command(commands)
     return parser
 
 

@@ -22,7 +22,9 @@ from switch.journal.records import Record, decoder
 from switch.journal.segment import (
     FORMAT_VERSION,
     GENESIS_CHAIN,
+    GROUP_END,
     HEADER,
+    LENGTH_MASK,
     MAGIC,
     RECORD_BYTES_MAX,
     RECORD_HEADER,
@@ -65,8 +67,7 @@ def read_segment(data: bytes, first_index: int, prev_chain: bytes, key: bytes) -
     index = first_index
     for item in scan_records(data, HEADER.size):
         if isinstance(item, Damage):
-            intact_after = _intact_after(data, item.offset, index, key)
-            if intact_after:
+            if _intact_after(data, item.offset):
                 problem = f"record {index}: {item.problem}, but the records after it are intact"
                 return SegmentRead(payloads, item.offset, problem, True, chain)
             return SegmentRead(payloads, item.offset, item.problem, False, chain)
@@ -77,32 +78,37 @@ def read_segment(data: bytes, first_index: int, prev_chain: bytes, key: bytes) -
                 f"record {index}: chain value does not match: the record was altered, "
                 "deleted, inserted or moved (or the journal key is not this journal's)"
             )
-            # The very last record may be torn in its header alone; anywhere before it,
-            # intact bytes with a wrong chain value can only be tampering.
-            is_last = item.payload_start + item.length == len(data)
-            return SegmentRead(payloads, item.offset, problem, not is_last, chain)
+            # In the last group a sector holding only this header may have been lost in a
+            # crash; anywhere before it, intact bytes with a wrong chain value are tampering.
+            return SegmentRead(
+                payloads, item.offset, problem, _intact_after(data, item.offset), chain
+            )
         payloads.append(payload)
         chain = expected
         index += 1
     return SegmentRead(payloads, len(data), None, False, chain)
 
 
-def _intact_after(data: bytes, offset: int, index: int, key: bytes) -> bool:
-    """Whether the record after a damaged one is genuine: whole, checksummed and chained
-    from the damaged record's stored chain value. A torn write leaves nothing genuine after
-    the tear; bit rot or tampering in one record does. Telling them apart keeps recovery
-    from truncating acknowledged records as if they had never been written."""
+def _intact_after(data: bytes, offset: int) -> bool:
+    """Whether damage at `offset` lies in a group that was synced and acknowledged: the
+    damaged record's group ends, and a complete later group follows. A crash tears only
+    the last group, whose sectors may persist in any order, so genuine records after damage
+    prove nothing by themselves; a second group end after it does. Telling the two apart
+    keeps recovery from truncating acknowledged records as if never written."""
     if len(data) - offset < RECORD_HEADER.size:
         return False
-    length, _crc, stored_chain = RECORD_HEADER.unpack_from(data, offset)
+    length_field, _crc, _chain = RECORD_HEADER.unpack_from(data, offset)
+    length = length_field & LENGTH_MASK
     following = offset + RECORD_HEADER.size + length
-    if not 0 < length <= RECORD_BYTES_MAX or following >= len(data):
-        return False
+    if not 0 < length <= RECORD_BYTES_MAX or following > len(data):
+        return False  # the damage reaches the length itself: cannot walk past it
+    group_ends = 1 if length_field & GROUP_END else 0
     for item in scan_records(data, following):
         if isinstance(item, Damage):
             return False
-        payload = data[item.payload_start : item.payload_start + item.length]
-        return item.chain == chain_next(key, stored_chain, index + 1, payload)
+        group_ends += item.group_end
+        if group_ends >= 2:
+            return True
     return False
 
 

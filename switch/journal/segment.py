@@ -5,8 +5,8 @@ A journal is a directory of segment files named by the index of their first reco
 
     header  32 bytes: magic b"OCJ1", u32 format version (2), u64 index of its first record,
             16-byte chain value before that record
-    record* u32 payload length, u32 CRC-32 of the payload, 16-byte chain value, payload
-            (records.py, MessagePack)
+    record* u32 payload length (its top bit set on the last record of each write group),
+            u32 CRC-32 of the payload, 16-byte chain value, payload (records.py, MessagePack)
 
 all integers big-endian. A record's index is its position in the whole journal, counted
 from 0. The chain value of record i is
@@ -17,6 +17,10 @@ with chain(-1) = 16 zero bytes. The CRC tells a torn or decayed record (a crash,
 sector); the chain tells a record that is intact but not where it was written — altered and
 re-checksummed, deleted, inserted or moved. Without the journal key (keys.json) the chain
 cannot be forged, so the journal is tamper-evident, not merely checksummed.
+
+The group-end bit is what lets recovery tell a torn write from damage: a crash can tear
+only the group being synced, the last one, so damage followed by two group ends (its own
+group's and a complete later one) lies in a group that was synced and acknowledged.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ GENESIS_CHAIN = bytes(CHAIN_SIZE)
 HEADER = struct.Struct(f">4sIQ{CHAIN_SIZE}s")
 RECORD_HEADER = struct.Struct(f">II{CHAIN_SIZE}s")
 _INDEX = struct.Struct(">Q")
+GROUP_END = 0x8000_0000
+LENGTH_MASK = 0x7FFF_FFFF
 # Segments are rolled at this size so recovery reads and checks a bounded amount per file
 # and old segments can be archived whole. 64 MiB is ~500k decisions: minutes of rush hour.
 SEGMENT_BYTES_MAX = 64 * 1024 * 1024
@@ -67,10 +73,12 @@ def chain_next(key: bytes, prev_chain: bytes, index: int, payload: bytes) -> byt
 
 def encode_records(
     records: Iterable[Record], first_index: int, prev_chain: bytes, key: bytes
-) -> tuple[bytes, int, bytes]:
-    """The bytes of these records as they go on disk, how many there were, and the chain
-    value after the last."""
+) -> tuple[bytes, int, bytes, int]:
+    """The bytes of these records as they go on disk, how many there were, the chain value
+    after the last, and the offset of the last record's header (-1 when none)."""
     parts = []
+    last_offset = -1
+    offset = 0
     index = first_index
     pack = RECORD_HEADER.pack
     encode = encoder.encode
@@ -81,8 +89,17 @@ def encode_records(
         chain = chain_next(key, chain, index, payload)
         parts.append(pack(len(payload), crc32(payload), chain))
         parts.append(payload)
+        last_offset = offset
+        offset += RECORD_HEADER.size + len(payload)
         index += 1
-    return b"".join(parts), index - first_index, chain
+    return b"".join(parts), index - first_index, chain, last_offset
+
+
+def mark_group_end(chunk: bytes, record_offset: int) -> bytes:
+    """The chunk with the group-end bit set on the record at `record_offset`."""
+    marked = bytearray(chunk)
+    marked[record_offset] |= GROUP_END >> 24
+    return bytes(marked)
 
 
 @dataclass(frozen=True)
@@ -91,6 +108,7 @@ class RawRecord:
     payload_start: int
     length: int
     chain: bytes
+    group_end: bool
 
 
 @dataclass(frozen=True)
@@ -108,7 +126,8 @@ def scan_records(data: bytes, start: int) -> Iterator[RawRecord | Damage]:
         if size - offset < RECORD_HEADER.size:
             yield Damage(offset, "partial record header")
             return
-        length, crc, chain = RECORD_HEADER.unpack_from(data, offset)
+        length_field, crc, chain = RECORD_HEADER.unpack_from(data, offset)
+        length = length_field & LENGTH_MASK
         # No record encodes to zero bytes, and CRC-32 of nothing is 0: without this check a
         # zero-filled tail (file size extended, data never written) would pass the checksum.
         if not 0 < length <= RECORD_BYTES_MAX:
@@ -122,5 +141,5 @@ def scan_records(data: bytes, start: int) -> Iterator[RawRecord | Damage]:
         if zlib.crc32(data[begin:end]) != crc:
             yield Damage(offset, "checksum mismatch")
             return
-        yield RawRecord(offset, begin, length, chain)
+        yield RawRecord(offset, begin, length, chain, bool(length_field & GROUP_END))
         offset = end

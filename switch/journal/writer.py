@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import anyio
 
@@ -29,6 +30,7 @@ from switch.journal.segment import (
     HEADER,
     SEGMENT_BYTES_MAX,
     encode_records,
+    mark_group_end,
     segment_header,
     segment_name,
 )
@@ -58,15 +60,20 @@ class Journal:
         *,
         segment_bytes_max: int = SEGMENT_BYTES_MAX,
         pending_bytes_max: int = PENDING_BYTES_MAX,
+        sync: Callable[[int], None] | None = None,
     ) -> None:
         self.directory = directory
         self._segment_bytes_max = segment_bytes_max
+        # How a group is made durable: os.fdatasync (looked up per call) unless a
+        # simulation passes its own to inject failures and know which bytes a crash keeps.
+        self._sync = sync
         self._pending_bytes_max = pending_bytes_max
         self._appended = recovered.next_index
         self._durable = recovered.next_index
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._pending_first = recovered.next_index
+        self._pending_last_offset = -1  # of the last record's header in the last chunk
         self._chain_key = recovered.chain_key
         self._chain = recovered.last_chain  # after the last appended record
         self._pending_first_chain = recovered.last_chain  # before the pending group
@@ -89,8 +96,11 @@ class Journal:
 
     def append(self, records: Iterable[Record]) -> int:
         """Queue records for the next group; returns the position that covers them."""
-        data, count, chain = encode_records(records, self._appended, self._chain, self._chain_key)
+        data, count, chain, last_offset = encode_records(
+            records, self._appended, self._chain, self._chain_key
+        )
         if count:
+            self._pending_last_offset = last_offset
             if self._failed is not None:
                 raise JournalFailed("the journal writer has failed") from self._failed
             self._pending.append(data)
@@ -143,28 +153,58 @@ class Journal:
                 self._wakeup = anyio.Event()
                 await self._wakeup.wait()
                 continue
-            data = b"".join(self._pending)
-            first = self._pending_first
-            first_chain = self._pending_first_chain
-            end = self._appended
-            self._pending = []
-            self._pending_bytes = 0
-            self._pending_first = end
-            self._pending_first_chain = self._chain
+            group = self._take_group()
             started = time.perf_counter()
             try:
-                await anyio.to_thread.run_sync(self._write_group, data, first, first_chain)
+                await anyio.to_thread.run_sync(self._write_group, *group[:3])
             except OSError as exc:
-                self._failed = exc
-                raise JournalFailed(f"journal write failed: {exc}") from exc
-            self.fsync_seconds.observe(time.perf_counter() - started)
-            self.group_records.observe(end - first)
-            self._groups_total += 1
-            self._bytes_written_total += len(data)
-            self._durable = end
-            waiters = self._waiters
-            while waiters and waiters[0][0] <= end:
-                waiters.popleft()[1]()
+                self._fail(exc)
+            self._group_done(group, started)
+
+    def write_now(self) -> None:
+        """Write and sync everything appended, in the caller's thread: for deterministic
+        simulation and tools, never on the event loop of a serving switch."""
+        if not self._pending:
+            return
+        group = self._take_group()
+        started = time.perf_counter()
+        try:
+            self._write_group(*group[:3])
+        except OSError as exc:
+            self._fail(exc)
+        self._group_done(group, started)
+
+    def _take_group(self) -> tuple[bytes, int, bytes, int]:
+        """(bytes, first index, chain before it, end position) of everything pending."""
+        # The group's last record says so on disk: recovery needs it to tell a torn write
+        # (only ever the last group) from damage in a group that was acknowledged.
+        self._pending[-1] = mark_group_end(self._pending[-1], self._pending_last_offset)
+        group = (
+            b"".join(self._pending),
+            self._pending_first,
+            self._pending_first_chain,
+            self._appended,
+        )
+        self._pending = []
+        self._pending_bytes = 0
+        self._pending_first = self._appended
+        self._pending_first_chain = self._chain
+        return group
+
+    def _fail(self, exc: OSError) -> NoReturn:
+        self._failed = exc
+        raise JournalFailed(f"journal write failed: {exc}") from exc
+
+    def _group_done(self, group: tuple[bytes, int, bytes, int], started: float) -> None:
+        data, first, _chain, end = group
+        self.fsync_seconds.observe(time.perf_counter() - started)
+        self.group_records.observe(end - first)
+        self._groups_total += 1
+        self._bytes_written_total += len(data)
+        self._durable = end
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= end:
+            waiters.popleft()[1]()
 
     def close(self) -> None:
         os.close(self._fd)
@@ -215,7 +255,7 @@ class Journal:
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
-        os.fdatasync(self._fd)
+        (self._sync or os.fdatasync)(self._fd)
         self._segment_bytes += len(data)
 
     def _create_segment(self, first_index: int, prev_chain: bytes) -> int:

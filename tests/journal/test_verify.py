@@ -9,9 +9,10 @@ import pytest
 
 from switch.cli import main
 from switch.config import EngineConfig
-from switch.demo import DemoSpec, create_demo
+from switch.demo import DemoSpec, card_number, create_demo
 from switch.errors import JournalCorrupt
-from switch.journal import recover
+from switch.journal import Journal, recover
+from switch.journal.records import CardStatusChanged
 from switch.journal.segment import (
     HEADER,
     RECORD_HEADER,
@@ -29,6 +30,13 @@ CARDS = 8
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("pristine")
     create_demo(data_dir, DemoSpec(cards=CARDS), EngineConfig())
+    # Two more write groups after the demo's: damage in an acknowledged group is then
+    # followed by a complete later one, which is what tells it from a torn write.
+    key = KeyStore.load(data_dir).journal
+    for group in range(2):
+        report = recover(data_dir / "journal", lambda _i, _r: None, key)
+        change = CardStatusChanged(group, card_number(1), "active", "test")
+        Journal.append_while_stopped(data_dir / "journal", report, [change])
     return data_dir
 
 
