@@ -111,10 +111,8 @@ def markdown(comparison: Comparison) -> str:
         "| before CPU | after CPU | other |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    groups: dict[str, list[Step]] = {}
-    for step in comparison.steps:
-        groups.setdefault(step.name.split(" ", 1)[1], []).append(step)
-    lines += [_row(steps) for steps in groups.values() if len(steps) == 3]
+    steps = comparison.steps
+    lines += [_row(steps[i : i + 3]) for i in range(0, len(steps) - 2, 3)]
     return "\n".join(lines) + "\n"
 
 
@@ -136,8 +134,11 @@ def _plan(rates: tuple[float, ...], taps_rate: float) -> list[Plan]:
 
 
 def _measure(session: Session, plan: list[Plan], advance: Callable[[], None]) -> None:
-    for step in plan:
-        for server in (BEFORE, AFTER, BASELINE):
+    for index, step in enumerate(plan):
+        # Alternate which switch goes first, so that neither always meets a machine the
+        # other has just warmed (page cache, CPU frequency) or disturbed.
+        first, second = (BEFORE, AFTER) if index % 2 == 0 else (AFTER, BEFORE)
+        for server in (first, second, BASELINE):
             session.run_step(
                 server,
                 step.regime,
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--taps-rate", type=float, default=TAPS_RATE)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--repeat", type=int, default=1, help="run the whole plan N times")
     args = parser.parse_args(argv)
     started = datetime.datetime.now().astimezone()
     directory = args.results_dir / f"compare-{started:%Y%m%d-%H%M%S}"
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         servers: dict[str, Server] = {BEFORE: before, AFTER: after, BASELINE: baseline}
         session = Session(options, directory, data[BEFORE], progress, servers)
-        plan = _plan(args.rates, args.taps_rate)
+        plan = _plan(args.rates, args.taps_rate) * args.repeat
         overall = progress.add_task("steps", total=3 * len(plan))
         _measure(session, plan, lambda: progress.advance(overall))
     comparison = Comparison(

@@ -46,6 +46,8 @@ TICK_SECONDS = 0.001
 # After the last scheduled send, how long answers may still arrive before the requests
 # still waiting count as unanswered: far beyond any latency we would call working.
 DRAIN_SECONDS = 5.0
+# Loopback connections are accepted in milliseconds; a server that has not accepted a
+# run's connections in this long is not serving.
 CONNECT_SECONDS = 10.0
 # The schedule counts as kept while 99% of sends leave within two timer ticks of their
 # scheduled time: below that the lag is the timer's granularity, not a generator that

@@ -51,6 +51,10 @@ REQUEST_TYPE = "onecard"
 PREFIXES = {Role.GATE: "G", Role.METRO_ENTRY: "MI", Role.METRO_EXIT: "MO", Role.POS: "P"}
 # Passengers inside the metro whom exit gates may tap out: bounds memory if exits lag.
 INSIDE_MAX = 100_000
+# A metro ride takes minutes; a short headless run cannot wait that long, but a passenger
+# must at least stay inside longer than the network's repeat-tap guard (2 s on M, answered
+# 65), or the exit would be refused as a double tap.
+RIDE_SECONDS_MIN = 5.0
 
 log = logging.getLogger("onecard.locust")
 
@@ -84,7 +88,7 @@ class Roster:
             role: deque(sorted(t for t in self.keys if t.startswith(prefix)))
             for role, prefix in PREFIXES.items()
         }
-        self.inside: deque[str] = deque(maxlen=INSIDE_MAX)
+        self.inside: deque[tuple[float, str]] = deque(maxlen=INSIDE_MAX)  # (entered, card)
         self._lock = threading.Lock()
 
     def take(self, role: Role) -> str | None:
@@ -207,7 +211,7 @@ class TerminalUser(User):
             response_time=(time.perf_counter() - started) * 1000.0,
             response_length=length,
             response=None,
-            context={"terminal": self._terminal_id, "code": code},
+            context={"terminal": self._terminal_id, "code": code, "card": planned.card},
             exception=exception,
         )
 
@@ -240,7 +244,7 @@ class MetroEntryUser(TerminalUser):
         if sent is not None:
             planned, response = sent
             if planned.label == METRO_ENTRY and response.code == "00":
-                self._roster.inside.append(planned.card)
+                self._roster.inside.append((time.monotonic(), planned.card))
 
 
 class MetroExitUser(TerminalUser):
@@ -252,10 +256,10 @@ class MetroExitUser(TerminalUser):
 
     @task
     def tap_out(self) -> None:
-        try:
-            card = self._roster.inside.popleft()
-        except IndexError:
-            return  # nobody inside yet
+        inside = self._roster.inside
+        if not inside or time.monotonic() - inside[0][0] < RIDE_SECONDS_MIN:
+            return  # nobody has ridden long enough yet
+        _entered, card = inside.popleft()
         self.send_next(card)
 
 

@@ -256,6 +256,19 @@ def _sweep_row(switch: Step, baseline: Step | None) -> str:
     )
 
 
+def _answer_mix(steps: list[Step]) -> str:
+    """The switch's response codes over the whole run: what the figures were made of."""
+    totals: dict[str, int] = {}
+    for step in steps:
+        if step.server == SWITCH:
+            for by_code in step.result.codes.values():
+                for code, count in by_code.items():
+                    totals[code] = totals.get(code, 0) + count
+    answered = sum(totals.values()) or 1
+    shares = ", ".join(f"{code} {count / answered:.1%}" for code, count in sorted(totals.items()))
+    return f"Switch response codes over all measured requests: {shares}."
+
+
 def markdown(report: Report) -> str:
     m = report.machine
     lines = [
@@ -335,6 +348,7 @@ def markdown(report: Report) -> str:
                 f"| {_ms(r.service.p99_ms)} | {_ms(r.lag.p99_ms) if r.lag else '-'} "
                 f"| {_core_share(r.server_cpu_seconds, r):.0f}% |"
             )
+    lines += ["", "## Answers", "", _answer_mix(report.steps)]
     lines += ["", "## Warnings", ""]
     lines += [f"- {w}" for w in report.warnings] or ["- none"]
     return "\n".join(lines) + "\n"

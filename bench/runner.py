@@ -106,7 +106,12 @@ class Session:
         options = self.options
         server = self.servers[server_name]
         pos = pos_count(connections) if mixed else 0
-        label = f"{fraction:.0%}" if fraction is not None else f"{connections}x{depth}"
+        if fraction is not None:
+            label = f"{fraction:.0%}"
+        elif rate_per_second:
+            label = f"{rate_per_second:.0f}rps"
+        else:
+            label = f"{connections}x{depth}"
         name = f"{server_name} {regime} {label}"
         spec = LoadSpec(
             host=server.host,

@@ -38,7 +38,11 @@ class ResponseCode(enum.StrEnum):
     QR_ALREADY_USED = "85"
     QR_BUSINESS_NOT_ACCEPTED = "86"
     ECARD_LEVEL_TOO_LOW = "87"
+    # ISO 8583 channel (docs/iso8583.md): a bill paid already, onecard's own as no ISO code
+    # says it; and ISO's own 92 for a card no bank route covers.
+    BILL_ALREADY_PAID = "88"
     ISSUER_UNAVAILABLE = "91"
+    NO_ROUTE = "92"
     DUPLICATE_TRANSMISSION = "94"
     SYSTEM_MALFUNCTION = "96"
 
@@ -91,7 +95,13 @@ DESCRIPTIONS: dict[ResponseCode, str] = {
         "The QR code's business type is not accepted at this kind of terminal."
     ),
     ResponseCode.ECARD_LEVEL_TOO_LOW: "The e-card's level does not allow this: level 1 cannot pay.",
+    ResponseCode.BILL_ALREADY_PAID: (
+        "The bill has been paid already, or a payment of it is in progress: a bill is paid once."
+    ),
     ResponseCode.ISSUER_UNAVAILABLE: "The account holder's institution cannot be reached.",
+    ResponseCode.NO_ROUTE: (
+        "No partner bank is configured for this card: the request cannot be routed."
+    ),
     ResponseCode.DUPLICATE_TRANSMISSION: (
         "Sequence number reused with different content, older than the idempotency window, "
         "or a reversal of a request already reversed."

@@ -10,6 +10,7 @@ onecard echo
 onecard qr mint X00000001        print a fresh e-card QR payload (qr image, qr rotate: see --help)
 onecard scan PAYLOAD            scan an e-card QR code at a gate (--terminal P0001 --amount 350)
 onecard bench                   benchmark the switch against a bare server (docs/performance.md)
+onecard settle run              settle closed cycles by hand (status, reconcile, subsidy: --help)
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ import msgspec
 from bench.options import add_arguments as add_bench_arguments
 from protocols.codes import ResponseCode
 from protocols.terminal import Request, Response
+from settlement.cli import add_commands as add_settle_commands
+from switch.api.cli import add_commands as add_api_commands
+from switch.banks.cli import add_commands as add_bank_commands
+from switch.banks.cli import add_run_arguments as add_iso_run_arguments
+from switch.banks.cli import apply_run_arguments as apply_iso_run_arguments
 from switch.client import TerminalClient, clock_seq
 from switch.config import ServerConfig, load_config
 from switch.core import open_switch
@@ -36,6 +42,8 @@ from switch.ecard.cli import add_commands as add_qr_commands
 from switch.errors import SwitchError
 from switch.journal.cli import add_journal_commands
 from switch.keystore import KeyStore
+from switch.ops.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from switch.ops.server import OpsServer
 from switch.service import run
 from switch.simulation import add_simulate_command
 
@@ -74,16 +82,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             port=server.port if args.port is None else args.port,
             metrics_port=server.metrics_port if args.metrics_port is None else args.metrics_port,
             loop=args.loop or server.loop,
+            api_port=server.api_port if args.api_port is None else args.api_port,
         ),
     )
     data_dir: Path = args.data_dir
     if args.demo and not (data_dir / "journal").exists():
         count = create_demo(data_dir, _demo_spec(args), config.engine)
         logging.getLogger("onecard").info("demo data: %d records written to %s", count, data_dir)
+    config = apply_iso_run_arguments(config, args)  # --iso-port; the demo's banks
     _raise_file_limit()
     # Held while serving, so offline journal writers (`onecard qr rotate`) refuse meanwhile.
-    with hold_data_dir(data_dir, "onecard run"):
-        run(open_switch(data_dir, config), config)
+    # The metrics port opens before the journal is replayed: /healthz answers alive and
+    # /readyz not ready throughout a long recovery (switch/ops/health.py).
+    with (
+        hold_data_dir(data_dir, "onecard run"),
+        OpsServer(config.server.host, config.server.metrics_port) as ops,
+    ):
+        run(open_switch(data_dir, config), config, ops)
     return 0
 
 
@@ -155,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="journal and key store (default: %(default)s)",
     )
     parser.add_argument("--config", type=Path, default=None, help="TOML configuration file")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=os.environ.get("ONECARD_LOG_FORMAT", "text"),
+        help="text, or JSON lines for a log shipper (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=os.environ.get("ONECARD_LOG_LEVEL", "info"),
+        help="(default: %(default)s)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="serve terminals on the embedded journal")
@@ -164,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=None, help="terminal port (0: any free)")
     run.add_argument("--metrics-port", type=int, default=None, help="Prometheus port")
     run.add_argument("--loop", choices=LOOPS, default=None, help="event loop (default uvloop)")
+    add_iso_run_arguments(run)
+    run.add_argument("--api-port", type=int, default=None, help="service API port (0: any free)")
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser("demo", help="create demo data in a new data directory")
@@ -198,17 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("qr", help="the QR payload text, e.g. from `onecard qr mint`")
     scan.add_argument("--amount", type=int, default=0, help="fen to pay at a POS")
     add_qr_commands(commands)
+    add_bank_commands(commands)
+    add_api_commands(commands)
 
     add_journal_commands(commands)
     add_simulate_command(commands)
+    add_settle_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     args = build_parser().parse_args(argv)
+    # Masked: no citizen ID or name reaches a log line (switch/privacy, switch/ops/logs.py).
+    configure_logging(args.log_format, args.log_level)
     try:
         result: int = args.handler(args)
     except SwitchError as exc:

@@ -12,8 +12,14 @@ from typing import Annotated
 
 import msgspec
 
+from settlement.config import SettlementConfig
+from switch.banks.config import BanksConfig, Iso8583Config
+from switch.casework.config import CaseworkConfig
 from switch.ecard.config import EcardConfig
 from switch.errors import ConfigError
+from switch.lifecycle.config import LifecycleConfig
+from switch.misuse.config import MisuseConfig
+from switch.store.config import StoreConfig
 
 PositiveFen = Annotated[int, msgspec.Meta(gt=0)]
 
@@ -40,6 +46,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 7700
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 9700
     loop: str = "uvloop"  # uvloop | asyncio | trio
+    # The service API (HTTP JSON for desks and partner systems, docs/service-api.md).
+    api_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 7800
 
 
 # The fare table used when the configuration names none: the demo's (switch/transit/tables).
@@ -52,6 +60,19 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Fare table file; a higher version than the journal's is activated at start and on
     # SIGHUP (docs/fares.md).
     fares: str = str(DEFAULT_FARES)
+    # The ISO 8583 listener for merchants and acquirers, and the partner banks behind it
+    # (`[iso8583]`, `[banks]`: switch/banks/config.py, docs/iso8583.md).
+    iso8583: Iso8583Config = Iso8583Config()
+    banks: BanksConfig = BanksConfig()
+    # The service API's card lifecycle, casework, misuse rules and store (`[lifecycle]`,
+    # `[casework]`, `[misuse]`, `[store]`: switch/lifecycle, casework, misuse, store).
+    lifecycle: LifecycleConfig = LifecycleConfig()
+    casework: CaseworkConfig = CaseworkConfig()
+    misuse: MisuseConfig = MisuseConfig()
+    store: StoreConfig = StoreConfig()
+    # Settlement cycles, files, reconciliation, subsidies (`[settlement]`: settlement/config.py,
+    # docs/settlement.md).
+    settlement: SettlementConfig = SettlementConfig()
 
 
 def load_config(path: Path | None) -> Config:

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocols.terminal.codec import RejectedFrame, RequestFrame
+from switch import snapshot
 from switch.config import Config
 from switch.engine import Engine
+from switch.errors import SnapshotMismatch
 from switch.journal import Journal, Record, RecoveryReport, recover
 from switch.journal.records import FareTableActivated
 from switch.keystore import KeyStore
@@ -44,6 +46,7 @@ class ChannelStatistics:
 
     __slots__ = (
         "authorise_seconds",
+        "connections_accepted_total",
         "connections_closed_for_errors_total",
         "connections_open",
         "connections_refused_total",
@@ -52,6 +55,8 @@ class ChannelStatistics:
 
     def __init__(self) -> None:
         self.connections_open = 0
+        # Also numbers the connections for log lines (correlation id `connection`).
+        self.connections_accepted_total = 0
         self.connections_refused_total = 0
         self.connections_closed_for_errors_total = 0
         # From the read that carried a request to the write of its answer, weighted per
@@ -73,6 +78,8 @@ class Switch:
     stats: ChannelStatistics
     # The one place the switch reads the time; tests and simulations pass their own.
     clock: Callable[[], int] = wall_clock_ms
+    # How long the start-up replay took (onecard_recovery_duration_seconds).
+    recovery_seconds: float = 0.0
 
     def process(self, frames: list[RequestFrame | RejectedFrame]) -> tuple[bytes, int]:
         """Decide one read's frames; returns the answers and the journal position they
@@ -106,19 +113,53 @@ class Switch:
         return FareTableActivated(now_ms, table.version, now_ms, encode_fare_table(table))
 
 
+def _applier(engine: Engine) -> Callable[[int, Record], None]:
+    return lambda _index, record: engine.apply(record)
+
+
+def _replay(data_dir: Path, config: Config, keys: KeyStore) -> tuple[Engine, RecoveryReport, int]:
+    """The caches from the newest usable snapshot plus the journal after it, or from the
+    whole journal. Returns the engine, the recovery report and the snapshot's position (0:
+    none used)."""
+    journal_dir = data_dir / "journal"
+    for path in snapshot.candidates(data_dir / snapshot.DIRECTORY):
+        found = snapshot.read(path, keys.journal, keys.terminals)
+        if found is None:
+            continue
+        if found.engine.config != config.engine:
+            log.warning("snapshot %s: another engine configuration; not used", path.name)
+            continue
+        try:
+            report = recover(
+                journal_dir,
+                _applier(found.engine),
+                keys.journal,
+                resume=(found.position, found.chain),
+            )
+        except SnapshotMismatch as exc:
+            log.warning("snapshot %s does not fit the journal (%s); not used", path.name, exc)
+            continue
+        return found.engine, report, found.position
+    engine = Engine(config.engine, keys.terminals)
+    return engine, recover(journal_dir, _applier(engine), keys.journal), 0
+
+
 def open_switch(data_dir: Path, config: Config, clock: Callable[[], int] = wall_clock_ms) -> Switch:
     """Load keys, replay the journal into fresh caches and open it for appending."""
     keys = KeyStore.load(data_dir)
-    engine = Engine(config.engine, keys.terminals)
     journal_dir = data_dir / "journal"
     journal_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    report = recover(journal_dir, lambda _index, record: engine.apply(record), keys.journal)
+    engine, report, resumed_from = _replay(data_dir, config, keys)
+    recovery_seconds = time.perf_counter() - started
     log.info(
-        "recovery: %d records from %d segments in %.3f s; %d cards, %d terminals%s",
+        "recovery: %d records (%s) from %d segments in %.3f s; %d cards, %d terminals%s",
         report.records,
+        f"snapshot at {resumed_from} + {report.records - resumed_from} replayed"
+        if resumed_from
+        else "all replayed",
         report.segments,
-        time.perf_counter() - started,
+        recovery_seconds,
         len(engine.cards),
         len(engine.terminals),
         f"; TORN TAIL of {report.truncated_bytes} bytes truncated in {report.truncated_segment}"
@@ -129,7 +170,9 @@ def open_switch(data_dir: Path, config: Config, clock: Callable[[], int] = wall_
     # collector's reach, so that its full collections stop walking every card and stalling
     # every answer for a tenth of a second or more (docs/performance.md).
     gc.freeze()
-    switch = Switch(engine, Journal(journal_dir, report), report, ChannelStatistics(), clock)
+    switch = Switch(
+        engine, Journal(journal_dir, report), report, ChannelStatistics(), clock, recovery_seconds
+    )
     activation = switch.fares_update(Path(config.fares), clock())
     if activation is not None:
         switch.submit([activation])  # durable with the first group the writer writes

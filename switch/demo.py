@@ -38,6 +38,7 @@ from pathlib import Path
 
 from protocols.ecard import TOKEN_SIZE
 from protocols.terminal.mac import key_check_value
+from switch.api.demo import create_demo_tokens
 from switch.config import DEFAULT_FARES, EngineConfig
 from switch.domain.identifiers import (
     citizen_id_check_character,
@@ -54,6 +55,7 @@ from switch.errors import ConfigError
 from switch.journal import Journal, Record, recover
 from switch.journal.records import CardIssued, FareTableActivated, TerminalRegistered
 from switch.keystore import KeyStore
+from switch.privacy.demo import enrol_demo_holders
 from switch.transit.fares import encode_fare_table, load_fare_table
 from switch.transit.rides import Place
 
@@ -124,7 +126,14 @@ def _gate(keys: KeyStore, terminal_id: str, owner: str, place: Place) -> Termina
     )
 
 
-def demo_records(spec: DemoSpec, keys: KeyStore, config: EngineConfig) -> list[Record]:
+def demo_records(
+    spec: DemoSpec,
+    keys: KeyStore,
+    config: EngineConfig,
+    citizen_ids: dict[str, str] | None = None,
+) -> list[Record]:
+    """The demo's records; `citizen_ids`, when given, receives card -> holder's ID number
+    (for the holder registry: the records carry only tokens and masked forms)."""
     rng = random.Random(spec.seed)
     table = load_fare_table(DEFAULT_FARES)
     records: list[Record] = [
@@ -161,6 +170,8 @@ def demo_records(spec: DemoSpec, keys: KeyStore, config: EngineConfig) -> list[R
         account = partial + luhn_check_digit(partial)
         if not fixed and age_years(citizen_id, spec.today) >= ELDERLY_AGE_YEARS:
             category = CardCategory.ELDERLY
+        if citizen_ids is not None:
+            citizen_ids[card_number(serial)] = citizen_id
         records.append(
             CardIssued(
                 card=card_number(serial),
@@ -211,8 +222,12 @@ def create_demo(data_dir: Path, spec: DemoSpec, config: EngineConfig) -> int:
         raise ConfigError(f"{data_dir} already holds a journal; demo data goes only into a new one")
     journal_dir.mkdir(parents=True, exist_ok=True)
     keys = KeyStore()
-    records = demo_records(spec, keys, config)
+    citizen_ids: dict[str, str] = {}
+    records = demo_records(spec, keys, config, citizen_ids)
     keys.save(data_dir)
     report = recover(journal_dir, lambda _i, _r: None, keys.journal)
     Journal.append_while_stopped(journal_dir, report, records)
+    # The service API's side: holders' names and contacts (sealed), and a token per role.
+    enrol_demo_holders(data_dir, keys, citizen_ids, spec.seed)
+    create_demo_tokens(data_dir)
     return len(records)

@@ -43,6 +43,12 @@ from protocols.terminal.messages import (
     Scan,
     Tap,
 )
+from settlement.records import SETTLEMENT_RECORDS
+from settlement.state import SettlementState
+from switch.banks.records import BANK_RECORDS
+from switch.banks.state import PaymentState
+from switch.casework.records import CASEWORK_RECORDS
+from switch.casework.state import CaseworkState
 from switch.config import EngineConfig
 from switch.domain.identifiers import validate_card_number
 from switch.domain.model import Card, CardCategory, CardStatus, TerminalKind
@@ -60,6 +66,10 @@ from switch.journal.records import (
     Record,
     TerminalRegistered,
 )
+from switch.lifecycle.records import LIFECYCLE_RECORDS
+from switch.lifecycle.state import LifecycleState
+from switch.privacy.audit import AuditIndex
+from switch.privacy.records import PersonalDataRead
 from switch.transit.denylist import BLOCKING_STATUSES, DenyList
 from switch.transit.fares import FareBook, decode_fare_table
 from switch.transit.rides import NO_STATE, Place, TapResult, TransitState, decide_tap
@@ -85,6 +95,7 @@ PURSE_REFUSAL: dict[CardStatus, ResponseCode | None] = {
     CardStatus.LOST: C.LOST_CARD,
     CardStatus.CANCELLED: C.INVALID_CARD,
     CardStatus.REPLACED: C.INVALID_CARD,
+    CardStatus.ISSUED: C.NOT_PERMITTED_TO_CARDHOLDER,  # not activated yet (switch/lifecycle)
 }
 # Request kinds whose approval moves money out of the purse, and so can be reversed.
 REVERSIBLE = frozenset({"tap", "purchase", "scan"})
@@ -118,6 +129,8 @@ OFFLINE_PRICING_PURSE_FEN = 2**62
 
 class TerminalState:
     __slots__ = (
+        "denylist_synced_ms",
+        "denylist_version",
         "high_seq",
         "key",
         "kind",
@@ -141,6 +154,10 @@ class TerminalState:
         self.high_seq = 0
         self.offline_seen: set[int] = set()
         self.offline_high = 0
+        # Gates: the deny-list version the gate last finished downloading, and when. Not
+        # journalled (downloads are read-only); the metrics count gates left behind.
+        self.denylist_version = 0
+        self.denylist_synced_ms = 0
 
     def offline_applied(self, offline_seq: int) -> bool:
         return offline_seq in self.offline_seen or offline_seq <= self.offline_high - OFFLINE_WINDOW
@@ -211,6 +228,16 @@ class Engine:
         self.denylist = DenyList()
         self.emergency_until_ms: dict[str, int] = {}
         self.ecard = EcardState(config.ecard)
+        # The service API's state (switch/lifecycle, switch/privacy, switch/casework).
+        self.lifecycle = LifecycleState()
+        self.audit = AuditIndex()
+        self.casework = CaseworkState()
+        # ISO 8583 payments and partner banks: holds, pending bank requests, the
+        # store-and-forward queues, stand-in usage, paid bills (switch/banks).
+        self.payments = PaymentState(config.idempotency_window)
+        # Settlement cycles, subsidy batches, resolved reconciliation exceptions
+        # (settlement/): boundaries only; the money is computed from the journal.
+        self.settlement = SettlementState()
 
     # -- replay and administrative changes -------------------------------------------------
 
@@ -242,6 +269,17 @@ class Engine:
             self._apply_offline(terminal, record)
         elif isinstance(record, ECARD_RECORDS):
             self.ecard.apply(record, self.cards)
+        elif isinstance(record, LIFECYCLE_RECORDS):
+            self.lifecycle.apply(record, self)
+        elif isinstance(record, PersonalDataRead):
+            self.audit.apply(record)
+        elif isinstance(record, CASEWORK_RECORDS):
+            self.casework.apply(record)
+        elif isinstance(record, BANK_RECORDS):
+            self.payments.apply(record, self.cards)
+            self.next_reference = max(self.next_reference, self.payments.next_reference)
+        elif isinstance(record, SETTLEMENT_RECORDS):
+            self.settlement.apply(record)
         else:
             raise AssertionError(f"unhandled record {type(record).__name__}")
 
@@ -402,6 +440,9 @@ class Engine:
         if type(request) not in ALLOWED[terminal.kind]:
             return Response(request.seq, C.NOT_PERMITTED_TO_TERMINAL, switch_time_ms=now_ms)
         page = self.denylist.page(request.since_version, request.cursor)
+        if not page.more:  # the gate holds page.version once it has applied this answer
+            terminal.denylist_version = page.version
+            terminal.denylist_synced_ms = now_ms
         return DenyListAnswer(
             request.seq,
             APPROVED,
@@ -521,7 +562,8 @@ class Engine:
             return C.INSUFFICIENT_FUNDS, card_number, 0, card.purse_fen, None
         if type(request) is Tap:
             return self._tap_rules(terminal, request, card, now_ms)
-        if card.purse_fen < amount_fen:
+        # Pre-authorisation holds (ISO 8583, switch/banks) reserve part of the purse.
+        if self.payments.purse_available(card) < amount_fen:
             return C.INSUFFICIENT_FUNDS, card_number, 0, card.purse_fen, None
         return C.APPROVED, card_number, -amount_fen, card.purse_fen - amount_fen, None
 
@@ -535,7 +577,7 @@ class Engine:
             request.stop,
             card,
             self.transit.get(card.number, NO_STATE),
-            card.purse_fen,
+            self.payments.purse_available(card),  # less pre-authorisation holds
             now_ms,
         )
         if result.code is not C.APPROVED:

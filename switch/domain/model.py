@@ -17,6 +17,7 @@ class CardStatus(enum.StrEnum):
     SUSPENDED = "suspended"  # social-security functions suspended (regulation art. 17)
     CANCELLED = "cancelled"
     REPLACED = "replaced"  # a new card number carries the holder on
+    ISSUED = "issued"  # handed over, not yet activated (switch/lifecycle): refused everywhere
 
 
 class CardCategory(enum.StrEnum):

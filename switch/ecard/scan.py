@@ -53,6 +53,7 @@ MEDICAL_REFUSAL: dict[CardStatus, ResponseCode | None] = {
     CardStatus.LOST: C.LOST_CARD,
     CardStatus.CANCELLED: C.INVALID_CARD,
     CardStatus.REPLACED: C.INVALID_CARD,
+    CardStatus.ISSUED: C.NOT_PERMITTED_TO_CARDHOLDER,  # not activated yet
 }
 
 

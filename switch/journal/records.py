@@ -8,6 +8,20 @@ from __future__ import annotations
 
 import msgspec
 
+from settlement.records import (
+    CycleClosed,
+    CycleSettled,
+    ReconciliationResolved,
+    SubsidyCredited,
+)
+from switch.banks.records import (
+    BankLateReply,
+    BankRequestSent,
+    HoldExpired,
+    IsoPayment,
+    SafDelivered,
+    SafQueued,
+)
 from switch.casework.records import (
     ComplaintAnswered,
     ComplaintAssigned,
@@ -158,6 +172,18 @@ Record = (
     | RecoveryOrdered
     | ReviewFlagRaised
     | ReviewFlagResolved
+    # ISO 8583 payments and the partner-bank links (switch/banks)
+    | IsoPayment
+    | BankRequestSent
+    | SafQueued
+    | SafDelivered
+    | BankLateReply
+    | HoldExpired
+    # settlement cycles, subsidy batches and reconciliation (settlement/)
+    | CycleClosed
+    | CycleSettled
+    | SubsidyCredited
+    | ReconciliationResolved
 )
 
 encoder = msgspec.msgpack.Encoder()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from switch.errors import JournalCorrupt
+from switch.errors import JournalCorrupt, SnapshotMismatch
 from switch.journal.records import Record, decoder
 from switch.journal.segment import (
     FORMAT_VERSION,
@@ -61,11 +61,15 @@ class SegmentRead:
     chain: bytes  # chain value after the last intact record
 
 
-def read_segment(data: bytes, first_index: int, prev_chain: bytes, key: bytes) -> SegmentRead:
+def read_segment(
+    data: bytes, first_index: int, prev_chain: bytes, key: bytes, start: int = HEADER.size
+) -> SegmentRead:
+    """The records of a segment from byte `start` (record `first_index`, chained from
+    `prev_chain`), checked, up to the first problem."""
     payloads: list[bytes] = []
     chain = prev_chain
     index = first_index
-    for item in scan_records(data, HEADER.size):
+    for item in scan_records(data, start):
         if isinstance(item, Damage):
             if _intact_after(data, item.offset):
                 problem = f"record {index}: {item.problem}, but the records after it are intact"
@@ -80,13 +84,34 @@ def read_segment(data: bytes, first_index: int, prev_chain: bytes, key: bytes) -
             )
             # In the last group a sector holding only this header may have been lost in a
             # crash; anywhere before it, intact bytes with a wrong chain value are tampering.
-            return SegmentRead(
-                payloads, item.offset, problem, _intact_after(data, item.offset), chain
-            )
+            tampered = _intact_after(data, item.offset)
+            return SegmentRead(payloads, item.offset, problem, tampered, chain)
         payloads.append(payload)
         chain = expected
         index += 1
     return SegmentRead(payloads, len(data), None, False, chain)
+
+
+def _skip_to(data: bytes, first_index: int, resume_index: int, resume_chain: bytes) -> int:
+    """The byte offset of record `resume_index` in a segment starting at `first_index`,
+    found by walking record headers only, with the snapshot's chain value checked against
+    the record before it. The skipped records are not re-verified: `journal verify` does
+    that; a snapshot is there to make a restart fast."""
+    offset = HEADER.size
+    if resume_index == first_index:
+        if HEADER.unpack_from(data, 0)[3] != resume_chain:
+            raise SnapshotMismatch("the segment does not continue the snapshot's chain")
+        return offset
+    for index in range(first_index, resume_index):
+        if len(data) - offset < RECORD_HEADER.size:
+            raise SnapshotMismatch(f"the journal ends before the snapshot's record {resume_index}")
+        length_field, _crc, stored_chain = RECORD_HEADER.unpack_from(data, offset)
+        offset += RECORD_HEADER.size + (length_field & LENGTH_MASK)
+        if offset > len(data):
+            raise SnapshotMismatch(f"the journal ends before the snapshot's record {resume_index}")
+        if index == resume_index - 1 and stored_chain != resume_chain:
+            raise SnapshotMismatch(f"record {index} does not have the snapshot's chain value")
+    return offset
 
 
 def _intact_after(data: bytes, offset: int) -> bool:
@@ -134,21 +159,38 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def recover(
-    directory: Path, apply: Callable[[int, Record], None], chain_key: bytes = b""
+    directory: Path,
+    apply: Callable[[int, Record], None],
+    chain_key: bytes = b"",
+    resume: tuple[int, bytes] | None = None,
 ) -> RecoveryReport:
     """Replay every intact record through `apply(index, record)` in order; truncate a torn
     tail of the last segment; raise JournalCorrupt for damage or tampering anywhere else.
     `chain_key` is the journal key from the key store (empty: an unkeyed chain, for tools
-    and tests that need no tamper evidence)."""
+    and tests that need no tamper evidence). `resume` = (index, chain value before it), from
+    a snapshot: records before it are checked against the chain but not applied, and
+    segments wholly before it are not read; SnapshotMismatch if the journal does not hold
+    that record with that chain value."""
     paths = segment_paths(directory)
     next_index = 0
     chain = GENESIS_CHAIN
     truncated_bytes = 0
     truncated_segment = None
     last_size = 0
-    for number, path in enumerate(paths):
+    resume_index, resume_chain = resume if resume is not None else (0, GENESIS_CHAIN)
+    first = 0
+    if resume_index > 0:
+        starts = [number for number, path in enumerate(paths) if int(path.stem) <= resume_index]
+        if not starts:
+            raise SnapshotMismatch(f"no journal segment holds record {resume_index}")
+        first = starts[-1]
+        next_index = int(paths[first].stem)
+    resumed = resume_index == 0
+    for number, path in enumerate(paths[first:], start=first):
         last = number == len(paths) - 1
         data = path.read_bytes()
+        if not resumed and len(data) >= HEADER.size:
+            chain = HEADER.unpack_from(data, 0)[3]  # the skipped segments are not re-read
         if len(data) < HEADER.size:
             if last and next_index == int(path.stem):
                 # Crashed while creating the segment: nothing in it was acknowledged.
@@ -162,7 +204,11 @@ def recover(
                 break
             raise JournalCorrupt(f"{path.name}: shorter than its header")
         check_header(path, data, next_index, chain)
-        read = read_segment(data, next_index, chain, chain_key)
+        start = HEADER.size
+        if not resumed:
+            start = _skip_to(data, next_index, resume_index, resume_chain)
+            next_index, chain, resumed = resume_index, resume_chain, True
+        read = read_segment(data, next_index, chain, chain_key, start)
         if read.problem is not None and (read.tampered or not last):
             raise JournalCorrupt(f"{path.name} at byte {read.intact_end}: {read.problem}")
         for payload in read.payloads:
@@ -191,6 +237,8 @@ def recover(
             with open(path, "r+b") as file:
                 file.truncate(read.intact_end)
                 os.fsync(file.fileno())
+    if not resumed:
+        raise SnapshotMismatch(f"the journal ends before the snapshot's record {resume_index}")
     return RecoveryReport(
         records=next_index,
         next_index=next_index,

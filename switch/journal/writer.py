@@ -121,6 +121,16 @@ class Journal:
         return self._durable
 
     @property
+    def chain_key(self) -> bytes:
+        return self._chain_key
+
+    @property
+    def last_chain(self) -> bytes:
+        """The chain value of the last record appended (a snapshot at appended_position
+        carries it, to prove which journal it belongs to)."""
+        return self._chain
+
+    @property
     def congested(self) -> bool:
         return self._pending_bytes > self._pending_bytes_max
 

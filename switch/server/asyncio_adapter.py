@@ -19,6 +19,7 @@ import anyio.abc
 from protocols.errors import LocalProtocolError
 from protocols.terminal.codec import RejectedFrame, ServerCodec
 from switch.core import CONNECTIONS_MAX, IN_FLIGHT_MAX, LINGER_SECONDS_MAX, Switch
+from switch.ops.logs import correlate
 
 log = logging.getLogger("onecard.server")
 
@@ -32,6 +33,7 @@ class TerminalProtocol(asyncio.Protocol):
     __slots__ = (
         "_closing_after_send",
         "_codec",
+        "_connection_id",
         "_connections",
         "_draining",
         "_flush_scheduled",
@@ -57,6 +59,7 @@ class TerminalProtocol(asyncio.Protocol):
         self._closing_after_send = False
         self._draining = False
         self._write_blocked = False
+        self._connection_id = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -68,6 +71,8 @@ class TerminalProtocol(asyncio.Protocol):
         self._transport = transport
         self._connections.add(self)
         stats.connections_open = len(self._connections)
+        stats.connections_accepted_total += 1
+        self._connection_id = stats.connections_accepted_total
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is None:
@@ -94,8 +99,14 @@ class TerminalProtocol(asyncio.Protocol):
         fatal = type(last) is RejectedFrame and last.error.fatal
         self._in_flight += count
         if fatal:
+            assert type(last) is RejectedFrame  # what `fatal` says; for the type checker
             self._closing_after_send = True
             switch.stats.connections_closed_for_errors_total += 1
+            log.warning(
+                "closing a connection whose bytes cannot be framed: %s",
+                last.error,
+                extra=correlate(connection=self._connection_id, seq=last.seq),
+            )
             self.pause_reading()
         elif self._in_flight > IN_FLIGHT_MAX or switch.journal.congested:
             self.pause_reading()

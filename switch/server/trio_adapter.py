@@ -17,6 +17,7 @@ import trio
 from protocols.errors import LocalProtocolError
 from protocols.terminal.codec import RejectedFrame, ServerCodec
 from switch.core import CONNECTIONS_MAX, LINGER_SECONDS_MAX, RECEIVE_BYTES, Switch
+from switch.ops.logs import correlate
 
 log = logging.getLogger("onecard.server")
 
@@ -51,6 +52,8 @@ async def _handle(switch: Switch, stream: trio.SocketStream, reads: _Reads) -> N
         await stream.aclose()
         return
     stats.connections_open += 1
+    stats.connections_accepted_total += 1
+    connection_id = stats.connections_accepted_total
     codec = ServerCodec()
     try:
         while True:
@@ -82,6 +85,11 @@ async def _handle(switch: Switch, stream: trio.SocketStream, reads: _Reads) -> N
             last = frames[-1]
             if type(last) is RejectedFrame and last.error.fatal:
                 stats.connections_closed_for_errors_total += 1
+                log.warning(
+                    "closing a connection whose bytes cannot be framed: %s",
+                    last.error,
+                    extra=correlate(connection=connection_id, seq=last.seq),
+                )
                 return
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         return

@@ -23,8 +23,16 @@ ENTRIES_PER_ANSWER = 7_000
 # 200,000 changes is months of loss reports for a city of Shiyan's size.
 HISTORY_MAX = 200_000
 
+# An issued card not yet activated is blocked too: an offline gate must not let a card
+# through that its holder has not yet taken into use (switch/lifecycle).
 BLOCKING_STATUSES = frozenset(
-    {CardStatus.TEMPORARILY_LOST, CardStatus.LOST, CardStatus.CANCELLED, CardStatus.REPLACED}
+    {
+        CardStatus.TEMPORARILY_LOST,
+        CardStatus.LOST,
+        CardStatus.CANCELLED,
+        CardStatus.REPLACED,
+        CardStatus.ISSUED,
+    }
 )
 
 

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import msgspec
+import pytest
 
+from bench import gcpause
 from bench.mix import EXPECTED_CODES, RETRY, Mix, Role, TerminalScript
 from bench.report import BASELINE, SWITCH, Report
 from bench.servers import running, switch_command
@@ -80,6 +82,12 @@ def test_mix_gets_the_answers_it_expects_from_the_engine() -> None:
         now_ms += 5_000
         exchange(*exit_, card)
     assert labels == {*EXPECTED_CODES, RETRY}
+
+
+def test_gcpause_reports_decisions_and_collections(capsys: pytest.CaptureFixture[str]) -> None:
+    assert gcpause.main(["--cards", str(SMOKE_CARDS), "--batches", "20", "--no-freeze"]) == 0
+    out = capsys.readouterr().out
+    assert "decisions/s" in out and "gen2 collections" in out
 
 
 def test_bench_smoke_run_writes_its_outputs(tmp_path: Path) -> None:

@@ -66,7 +66,8 @@ IN_FLIGHT_MAX = 64
 REVERSAL_SHARE = 0.2
 BALANCE_SHARE = 0.1
 PURCHASE_FEN_MAX = 500
-KILLS = 4
+# Kills per run in the suite; bench/crash_campaign.py sets ONECARD_CRASH_KILLS=100.
+KILLS = int(os.environ.get("ONECARD_CRASH_KILLS", "4"))
 # Loops the child serves on, one per start: the crash must be survived on both adapters.
 SERVER_LOOPS = ("uvloop", "trio")
 # When, after every terminal has had an answer, the child is signalled.

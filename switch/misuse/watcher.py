@@ -1,0 +1,72 @@
+"""The task that runs the misuse rules on durable decisions and journals review flags.
+
+It follows the journal from where it stood when the switch started (JournalTail), so it
+sees each decision once, after it is durable, and never slows an answer. Flags go through
+Switch.submit like any administrative record. After a restart it begins with the records
+appended from then on: a pair of uses straddling a restart is not judged (the rules keep
+no state in the journal, by design: they raise questions, not facts).
+"""
+
+from __future__ import annotations
+
+import anyio
+import anyio.abc
+
+from switch.casework.records import ReviewFlagRaised
+from switch.core import Switch
+from switch.journal.records import Decision
+from switch.misuse.rules import MisuseRules
+from switch.store.tail import JournalTail
+
+# Decisions read per pass over the journal's tail.
+BATCH_RECORDS = 5_000
+
+
+class MisuseWatcher:
+    def __init__(self, switch: Switch, rules: MisuseRules) -> None:
+        self.switch = switch
+        self.rules = rules
+        self.next_index = switch.journal.appended_position
+        self.flags_total = 0
+        self._tail = JournalTail(switch.journal.directory)
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        while True:
+            await self.switch.journal.wait_durable(self.next_index + 1)
+            await self.step()
+
+    async def step(self) -> int:
+        """Judge the durable records not judged yet (one batch); returns flags raised."""
+        journal = self.switch.journal
+        start = self.next_index
+        records = await anyio.to_thread.run_sync(
+            self._tail.read, start, journal.durable_position, BATCH_RECORDS
+        )
+        self.next_index = start + len(records)
+        engine = self.switch.engine
+        flags: list[ReviewFlagRaised] = []
+        for offset, record in enumerate(records):
+            if type(record) is not Decision:
+                continue
+            terminal = engine.terminals.get(record.terminal_id)
+            for finding in self.rules.observe(
+                start + offset, record, None if terminal is None else terminal.place
+            ):
+                flag_id = engine.casework.next_id(engine.casework.flags) + len(flags)
+                flags.append(
+                    ReviewFlagRaised(
+                        self.switch.clock(),
+                        flag_id,
+                        finding.card,
+                        finding.rule.value,
+                        list(finding.evidence),
+                        finding.detail,
+                    )
+                )
+        if flags:
+            self.switch.submit(list(flags))
+            self.flags_total += len(flags)
+        return len(flags)

@@ -1,0 +1,137 @@
+"""Snapshots: a restart resumes from one and replays only the tail; a snapshot that does not
+fit (tampered, ahead of the journal, another configuration) is never used."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from pathlib import Path
+
+import anyio
+import msgspec
+import pytest
+
+from switch import snapshot
+from switch.client import TerminalClient
+from switch.config import Config, EngineConfig, ServerConfig
+from switch.core import open_switch
+from switch.keystore import KeyStore
+from switch.service import run_service
+from switch.snapshotter import take_snapshots
+from tests.conftest import FakeClock
+
+pytestmark = pytest.mark.anyio
+CONFIG = Config(engine=EngineConfig(), server=ServerConfig(port=0, metrics_port=0))
+
+
+async def serve_some_taps(data_dir: Path, clock: FakeClock, cards: range) -> list[int]:
+    """Run the switch, tap each card at gate G0001, stop gracefully; returns balances."""
+    switch = open_switch(data_dir, CONFIG, clock)
+    keys = KeyStore.load(data_dir)
+    stop = anyio.Event()
+    balances = []
+    async with anyio.create_task_group() as group:
+        port, _ = await group.start(run_service, switch, CONFIG, stop)
+        async with await TerminalClient.connect(
+            "127.0.0.1", port, "G0001", keys.terminals["G0001"], clock.now_ms
+        ) as client:
+            for serial in cards:
+                answer = await client.request(client.tap(f"X{serial:08d}"))
+                balances.append(answer.balance_fen or 0)
+        stop.set()
+    return balances
+
+
+def purses(data_dir: Path, clock: FakeClock) -> tuple[dict[str, int], int]:
+    switch = open_switch(data_dir, CONFIG, clock)
+    try:
+        return {n: c.purse_fen for n, c in switch.engine.cards.items()}, switch.recovery.records
+    finally:
+        switch.journal.close()
+
+
+async def test_a_graceful_stop_leaves_a_snapshot_the_next_start_resumes_from(
+    data_dir: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    await serve_some_taps(data_dir, clock, range(10, 20))
+    [written] = snapshot.candidates(data_dir / snapshot.DIRECTORY)
+    caplog.set_level(logging.INFO, "onecard.switch")
+    state, _records = purses(data_dir, clock)
+    assert f"snapshot at {int(written.stem)} + 0 replayed" in caplog.text
+    assert state["X00000010"] == 20_000 - 200
+    # More traffic, then a restart without a new snapshot: the tail is replayed on top.
+    clock.advance(minutes=5)
+    await serve_some_taps(data_dir, clock, range(10, 12))
+    for path in snapshot.candidates(data_dir / snapshot.DIRECTORY)[:1]:
+        path.unlink()  # keep only the older snapshot
+    caplog.clear()
+    state, _ = purses(data_dir, clock)
+    assert "replayed" in caplog.text and "all replayed" not in caplog.text
+    assert state["X00000010"] == 20_000 - 200 - 100  # the second ride is a transfer
+
+
+async def test_the_retry_window_survives_a_snapshot(data_dir: Path, clock: FakeClock) -> None:
+    first = await serve_some_taps(data_dir, clock, range(30, 31))
+    again = await serve_some_taps(data_dir, clock, range(30, 31))  # same seq: a retry
+    assert again == first  # the original answer, the fare charged once
+
+
+def test_a_tampered_snapshot_is_ignored(data_dir: Path, clock: FakeClock) -> None:
+    anyio.run(serve_some_taps, data_dir, clock, range(40, 45))
+    [written] = snapshot.candidates(data_dir / snapshot.DIRECTORY)
+    expected, _ = purses(data_dir, clock)
+    data = bytearray(written.read_bytes())
+    data[-10] ^= 0x40
+    written.write_bytes(bytes(data))
+    assert purses(data_dir, clock)[0] == expected  # full replay, same state
+
+
+def test_a_snapshot_ahead_of_the_journal_is_not_used(
+    data_dir: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    switch = open_switch(data_dir, CONFIG, clock)
+    keys = KeyStore.load(data_dir)
+    # As if the records after the fork never reached the disk: the snapshot claims more.
+    snapshot.write(
+        data_dir / snapshot.DIRECTORY,
+        switch.engine,
+        switch.journal.appended_position + 5,
+        bytes(16),
+        keys.journal,
+    )
+    switch.journal.close()
+    caplog.set_level(logging.WARNING)
+    state, _ = purses(data_dir, clock)
+    assert "does not fit the journal" in caplog.text
+    assert state["X00000050"] == 20_000
+
+
+def test_a_snapshot_under_another_configuration_is_not_used(
+    data_dir: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    anyio.run(serve_some_taps, data_dir, clock, range(50, 51))
+    other = msgspec.structs.replace(CONFIG.engine, idempotency_window=2048)
+    caplog.set_level(logging.WARNING)
+    switch = open_switch(data_dir, msgspec.structs.replace(CONFIG, engine=other), clock)
+    switch.journal.close()
+    assert "another engine configuration" in caplog.text
+    assert switch.engine.cards["X00000050"].purse_fen == 20_000 - 200
+
+
+async def test_a_forked_child_writes_snapshots_while_the_switch_serves(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    switch = open_switch(data_dir, CONFIG, clock)
+    directory = data_dir / snapshot.DIRECTORY
+    async with anyio.create_task_group() as group:
+        group.start_soon(switch.journal.run)
+        group.start_soon(partial(take_snapshots, switch, records_min=0, check_seconds=0.01))
+        with anyio.fail_after(20):
+            while not snapshot.candidates(directory):
+                await anyio.sleep(0.01)
+        group.cancel_scope.cancel()
+    switch.journal.close()
+    keys = KeyStore.load(data_dir)
+    found = snapshot.read(snapshot.candidates(directory)[0], keys.journal, keys.terminals)
+    assert found is not None and found.position == switch.journal.appended_position
+    assert found.engine.cards.keys() == switch.engine.cards.keys()
