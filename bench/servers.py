@@ -71,6 +71,12 @@ def switch_command(data_dir: Path, loop: str = "uvloop") -> list[str]:
         "0",
         "--metrics-port",
         "0",
+        # Every port the switch opens must be free-chosen: a bench beside another switch
+        # (or a test run) must not fail on a taken default port.
+        "--api-port",
+        "0",
+        "--iso-port",
+        "0",
         "--loop",
         loop,
     ]

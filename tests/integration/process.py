@@ -65,7 +65,8 @@ async def switch_process(
     """`onecard run` on `data_dir` in a child process, killed on the way out if still alive.
     `options` go before `run` (e.g. --config FILE)."""
     command = [sys.executable, "-m", "switch", "--data-dir", str(data_dir), *options, "run"]
-    command += ["--port", "0", "--metrics-port", "0", "--api-port", "0", "--loop", loop]
+    command += ["--port", "0", "--metrics-port", "0", "--api-port", "0", "--iso-port", "0"]
+    command += ["--loop", loop]
     with log_path.open("ab") as log:
         process = await anyio.open_process(
             command, stdout=subprocess.PIPE, stderr=log, cwd=REPOSITORY
