@@ -22,6 +22,8 @@ from settlement.errors import SettlementStoreError
 from settlement.files import Summary
 from settlement.reconcile import ReconciliationResult, ReconException
 from settlement.store import SettlementStore, StoredCycle
+from switch.store.migrate import migrate as store_migrate
+from switch.store.migrate import migrations as store_migrations
 
 log = logging.getLogger("onecard.settlement")
 
@@ -35,38 +37,12 @@ POOL_SIZE = 2
 
 
 def migrations() -> list[tuple[int, Path]]:
-    found = []
-    for path in sorted(MIGRATIONS.glob("*.sql")):
-        match = _NAME.fullmatch(path.name)
-        if match is None:
-            raise ValueError(f"migration {path.name} is not named NNNN_name.sql")
-        found.append((int(match[1]), path))
-    if [version for version, _ in found] != list(range(1, len(found) + 1)):
-        raise ValueError("settlement migrations must be numbered 1, 2, 3, ...")
-    return found
+    return store_migrations(MIGRATIONS)
 
 
 async def migrate(connection: asyncpg.Connection) -> int:
     """Apply every settlement migration not applied yet; returns the schema version."""
-    await connection.execute(
-        "CREATE TABLE IF NOT EXISTS settlement_schema_version ("
-        " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    version = 0
-    for version, path in migrations():
-        async with connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
-            done = await connection.fetchval(
-                "SELECT 1 FROM settlement_schema_version WHERE version = $1", version
-            )
-            if done:
-                continue
-            await connection.execute(path.read_text())
-            await connection.execute(
-                "INSERT INTO settlement_schema_version (version) VALUES ($1)", version
-            )
-            log.info("settlement store: schema at version %d (%s)", version, path.name)
-    return version
+    return await store_migrate(connection, MIGRATIONS, "settlement_schema_version", LOCK_KEY)
 
 
 class PostgresStore(SettlementStore):

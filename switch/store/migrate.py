@@ -1,7 +1,10 @@
 """Schema migrations: `migrations/NNNN_name.sql`, applied in order, each in its own
 transaction together with its row in `schema_version`, so a failed migration leaves the
 schema at the previous version. Applying is idempotent: versions already recorded are
-skipped. An advisory lock keeps two switches starting at once from racing."""
+skipped. An advisory lock keeps two switches starting at once from racing.
+
+One runner serves every schema in the project: the service API's (here) and settlement's
+(settlement/postgres.py), each with its own directory, version table and lock."""
 
 from __future__ import annotations
 
@@ -20,9 +23,12 @@ _NAME = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 LOCK_KEY = 0x6F6E6563617264
 
 
-def migrations() -> list[tuple[int, Path]]:
+_TABLE = re.compile(r"[a-z_]+")
+
+
+def migrations(directory: Path = MIGRATIONS) -> list[tuple[int, Path]]:
     found = []
-    for path in sorted(MIGRATIONS.glob("*.sql")):
+    for path in sorted(directory.glob("*.sql")):
         match = _NAME.fullmatch(path.name)
         if match is None:
             raise ValueError(f"migration {path.name} is not named NNNN_name.sql")
@@ -33,22 +39,28 @@ def migrations() -> list[tuple[int, Path]]:
     return found
 
 
-async def migrate(connection: asyncpg.Connection | PoolConnectionProxy) -> int:
-    """Apply every migration not applied yet; returns the schema version."""
+async def migrate(
+    connection: asyncpg.Connection | PoolConnectionProxy,
+    directory: Path = MIGRATIONS,
+    table: str = "schema_version",
+    lock_key: int = LOCK_KEY,
+) -> int:
+    """Apply every migration in `directory` not yet recorded in `table`; returns the
+    schema version."""
+    if not _TABLE.fullmatch(table):
+        raise ValueError(f"version table name {table!r}")
     await connection.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version ("
+        f"CREATE TABLE IF NOT EXISTS {table} ("
         " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
     )
     version = 0
-    for version, path in migrations():
+    for version, path in migrations(directory):
         async with connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
-            done = await connection.fetchval(
-                "SELECT 1 FROM schema_version WHERE version = $1", version
-            )
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", lock_key)
+            done = await connection.fetchval(f"SELECT 1 FROM {table} WHERE version = $1", version)
             if done:
                 continue
             await connection.execute(path.read_text())
-            await connection.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
-            log.info("store: schema migrated to version %d (%s)", version, path.name)
+            await connection.execute(f"INSERT INTO {table} (version) VALUES ($1)", version)
+            log.info("%s: schema migrated to version %d (%s)", table, version, path.name)
     return version
