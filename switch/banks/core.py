@@ -29,7 +29,7 @@ from __future__ import annotations
 import heapq
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -781,24 +781,12 @@ class Acquirer:
     ) -> None:
         self.statistics.bank_seconds[sent.bank_id].observe((now - sent.time_ms) / 1000)
         kind = Kind(sent.kind)
-        route = Route.MEDICAL if kind == Kind.MEDICAL else Route.BANK
-        payment = IsoPayment(
+        payment = _payment_from(
+            sent,
             now,
-            sent.terminal_id,
-            sent.stan,
-            sent.transmission,
-            sent.mti,
-            kind,
-            sent.card,
-            sent.amount_fen,
             code if len(code) == 2 else C.SYSTEM_MALFUNCTION.value,
-            sent.reference,
-            sent.content,
-            route=route,
-            bank_id=sent.bank_id,
             bank_reference=sent.reference,
             payee=sent.payee if code == APPROVED else "",
-            bill=sent.bill,
         )
         if code == APPROVED:
             if kind == Kind.BALANCE:
@@ -952,24 +940,7 @@ class Acquirer:
     ) -> None:
         link = self.links[sent.bank_id]
         kind = Kind(sent.kind)
-        route = Route.MEDICAL if kind == Kind.MEDICAL else Route.BANK
-        payment = IsoPayment(
-            now,
-            sent.terminal_id,
-            sent.stan,
-            sent.transmission,
-            sent.mti,
-            kind,
-            sent.card,
-            sent.amount_fen,
-            C.ISSUER_UNAVAILABLE.value,
-            sent.reference,
-            sent.content,
-            route=route,
-            bank_id=sent.bank_id,
-            timed_out=True,
-            bill=sent.bill,
-        )
+        payment = _payment_from(sent, now, C.ISSUER_UNAVAILABLE.value, timed_out=True)
         card = self.engine.cards[sent.card]
         stand_in = (
             standin
@@ -1174,3 +1145,25 @@ def _bank_balances(fields: dict[str, str]) -> tuple[int | None, int | None]:
         elif kind == AmountType.AVAILABLE_BALANCE:
             available = amount
     return ledger, available
+
+
+def _payment_from(sent: BankRequestSent, now: int, code: str, **extra: Any) -> IsoPayment:
+    """The decision on a request that went to the bank, with what differs by outcome."""
+    kind = Kind(sent.kind)
+    return IsoPayment(
+        now,
+        sent.terminal_id,
+        sent.stan,
+        sent.transmission,
+        sent.mti,
+        kind,
+        sent.card,
+        sent.amount_fen,
+        code,
+        sent.reference,
+        sent.content,
+        route=Route.MEDICAL if kind == Kind.MEDICAL else Route.BANK,
+        bank_id=sent.bank_id,
+        bill=sent.bill,
+        **extra,
+    )
