@@ -12,9 +12,9 @@ a generator that cannot keep its schedule says so instead of quietly offering le
 Closed loop ("peak"): every connection keeps `depth` requests in flight and replaces each
 answered one at once; the answers per second are the server's peak for that regime.
 
-Per request the generator signs one frame and checks one answer (bench.signing keeps the
-MAC cheap) and appends samples to arrays; histograms are built after the run. It must cost
-less than the server it measures: the runner reports both processes' CPU time.
+Per request the generator signs one frame and checks one answer and appends samples to
+arrays; histograms are built after the run. It must cost less than the server it
+measures: the runner reports both processes' CPU time.
 """
 
 from __future__ import annotations
@@ -34,10 +34,9 @@ import uvloop
 from bench.histogram import samples, summarise
 from bench.machine import process_cpu_seconds, system_cpu_seconds
 from bench.mix import EXPECTED_CODES, Planned, Role, TerminalScript
-from bench.signing import FastMacKey
 from bench.spec import CLOSED, LoadResult, LoadSpec
 from protocols.errors import RemoteProtocolError
-from protocols.terminal import ClientCodec
+from protocols.terminal import ClientCodec, MacKey
 from switch.keystore import KeyStore
 
 # The open-loop timer period. uvloop timers have millisecond resolution, and a shorter
@@ -99,7 +98,7 @@ class Connection(asyncio.Protocol):
     __slots__ = ("_codec", "_driver", "_recorder", "outbox", "pending", "script", "transport")
 
     def __init__(
-        self, script: TerminalScript, key: FastMacKey, recorder: Recorder, driver: Driver
+        self, script: TerminalScript, key: MacKey, recorder: Recorder, driver: Driver
     ) -> None:
         self.script = script
         self._codec = ClientCodec(key)
@@ -360,7 +359,7 @@ async def generate(spec: LoadSpec) -> LoadResult:
         )
 
     def connection_for(index: int, terminal_id: str, role: Role) -> Connection:
-        key = FastMacKey(keys[terminal_id])
+        key = MacKey(keys[terminal_id])
         script = TerminalScript(
             terminal_id,
             role,

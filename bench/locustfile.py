@@ -35,9 +35,8 @@ from locust import User, between, events, task
 from locust.exception import StopUser
 
 from bench.mix import EXPECTED_CODES, METRO_ENTRY, RETRY, Mix, Planned, Role, TerminalScript
-from bench.signing import FastMacKey
 from protocols.errors import RemoteProtocolError
-from protocols.terminal import ClientCodec, Response
+from protocols.terminal import ClientCodec, MacKey, Response
 from switch.client import clock_seq
 from switch.keystore import KeyStore
 
@@ -113,7 +112,7 @@ def roster_for(data_dir: Path) -> Roster:
 class TerminalLink:
     """One terminal's connection: a request out, its answer back (blocking, gevent-safe)."""
 
-    def __init__(self, host: str, port: int, key: FastMacKey) -> None:
+    def __init__(self, host: str, port: int, key: MacKey) -> None:
         self._socket = socket.create_connection((host, port), timeout=RESPONSE_TIMEOUT_SECONDS)
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._codec = ClientCodec(key)
@@ -155,7 +154,7 @@ class TerminalUser(User):
             log.warning("no free %s terminal in the data directory", self.role)
             return
         self._terminal_id = terminal_id
-        key = self._key = FastMacKey(self._roster.keys[terminal_id])
+        key = self._key = MacKey(self._roster.keys[terminal_id])
         self._script = TerminalScript(
             terminal_id,
             self.role,

@@ -16,7 +16,6 @@ from bench import gcpause
 from bench.mix import EXPECTED_CODES, RETRY, Mix, Role, TerminalScript
 from bench.report import BASELINE, SWITCH, Report
 from bench.servers import running, switch_command
-from bench.signing import FastMacKey
 from protocols.terminal import ClientCodec, MacKey, ServerCodec
 from switch.config import EngineConfig
 from switch.demo import DemoSpec, create_demo, demo_records
@@ -30,13 +29,6 @@ SMOKE_CARDS = 100
 BENCH_SECONDS = 60
 LOCUST_SECONDS = 30
 NOW_MS = 1_764_400_000_000
-
-
-def test_fast_mac_key_signs_exactly_like_mac_key() -> None:
-    key = bytes(range(16))
-    for body in (b"", b"x", bytes(range(200)), b"\x93\xa3tap" * 40):
-        assert FastMacKey(key).sign(body) == MacKey(key).sign(body)
-        assert FastMacKey(key).verify(body, MacKey(key).sign(body))
 
 
 def test_mix_gets_the_answers_it_expects_from_the_engine() -> None:

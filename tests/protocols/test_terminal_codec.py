@@ -9,6 +9,8 @@ checked against the code.
 from __future__ import annotations
 
 import ast
+import hashlib
+import hmac
 import re
 from pathlib import Path
 from typing import Any
@@ -389,6 +391,12 @@ def test_client_bad_length_prefix_is_fatal() -> None:
 def test_mac_key_rejects_wrong_sizes(size: int) -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         MacKey(bytes(size))
+
+
+@given(st.binary(max_size=300), st.binary(min_size=KEY_SIZE, max_size=KEY_SIZE))
+def test_mac_is_the_first_bytes_of_hmac_sha256(body: bytes, key: bytes) -> None:
+    expected = hmac.new(key, body, hashlib.sha256).digest()[:MAC_SIZE]
+    assert MacKey(key).sign(body) == expected
 
 
 def test_mac_sign_and_verify() -> None:
