@@ -2,10 +2,16 @@
 
 Appenders hand records to `Journal.append()` (synchronous, never blocks) and learn when
 they are on disk through `call_when_durable()` (a callback, for the asyncio hot path) or
-`await wait_durable()` (for tasks). `run()` is the only writer: it takes everything appended
-since its last write, writes it with one write() and one fdatasync() in a worker thread,
-then releases every waiter the group covers. While one group is being synced the next one
-gathers, so the fsync cost is shared by every request that arrived meanwhile.
+`await wait_durable()` (for tasks). `run()` starts the only writer, a thread of its own: it
+takes everything appended since its last write, writes it with one write() and one
+fdatasync(), then hands the group back to the event loop, which releases every waiter the
+group covers. While one group is being synced the next one gathers, so the fsync cost is
+shared by every request that arrived meanwhile.
+
+A dedicated thread rather than `anyio.to_thread` per group: at low load every request is
+a group of its own, and the worker-pool hand-off (a capacity limiter, a queue, a Python
+Condition) cost more CPU than the write. Here the loop wakes the thread by releasing a
+lock, and the thread wakes the loop with one call_soon_threadsafe / run_sync_soon.
 
 A failed write or fsync raises JournalFailed out of run(): after a failed fsync the kernel
 may have dropped the dirty pages, so the only safe move is to stop and recover from disk.
@@ -13,17 +19,22 @@ may have dropped the dirty pages, so the only safe move is to stop and recover f
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import anyio
+import sniffio
 
 from switch.errors import JournalFailed
+from switch.journal.feed import RECORDS_MAX as FEED_RECORDS_MAX
+from switch.journal.feed import JournalFeed
 from switch.journal.records import Record
 from switch.journal.recovery import RecoveryReport
 from switch.journal.segment import (
@@ -78,7 +89,16 @@ class Journal:
         self._chain = recovered.last_chain  # after the last appended record
         self._pending_first_chain = recovered.last_chain  # before the pending group
         self._waiters: deque[tuple[int, Callable[[], None]]] = deque()
-        self._wakeup: anyio.Event | None = None
+        self._feeds: list[JournalFeed] = []
+        # Guards what append() and the writer thread both touch: the pending group and
+        # the chain/position it ends at. Held for list operations only, never for I/O.
+        self._lock = threading.Lock()
+        # Released (under _lock, once) when work arrives for the writer thread; the thread
+        # blocks acquiring it. A plain lock: waking a thread through it costs no Python code.
+        self._work = threading.Lock()
+        self._work.acquire()
+        self._work_posted = False
+        self._stopping = False
         self._failed: BaseException | None = None
         self._groups_total = 0
         self._bytes_written_total = 0
@@ -94,23 +114,33 @@ class Journal:
 
     # -- appending (event-loop thread) ---------------------------------------------------
 
-    def append(self, records: Iterable[Record]) -> int:
-        """Queue records for the next group; returns the position that covers them."""
+    def append(self, records: Sequence[Record]) -> int:
+        """Queue records for the next group; returns the position that covers them. The
+        list is the journal's from then on (its feeds keep it): do not change it."""
+        if self._failed is not None:
+            raise JournalFailed("the journal writer has failed") from self._failed
         data, count, chain, last_offset = encode_records(
             records, self._appended, self._chain, self._chain_key
         )
         if count:
-            self._pending_last_offset = last_offset
-            if self._failed is not None:
-                raise JournalFailed("the journal writer has failed") from self._failed
-            self._pending.append(data)
-            self._pending_bytes += len(data)
-            self._appended += count
-            self._chain = chain
-            wakeup = self._wakeup
-            if wakeup is not None:
-                wakeup.set()
+            for feed in self._feeds:
+                feed.push(self._appended, records)
+            with self._lock:
+                self._pending_last_offset = last_offset
+                self._pending.append(data)
+                self._pending_bytes += len(data)
+                self._appended += count
+                self._chain = chain
+                if not self._work_posted:
+                    self._work_posted = True
+                    self._work.release()
         return self._appended
+
+    def feed(self, records_max: int = FEED_RECORDS_MAX) -> JournalFeed:
+        """A feed of the records appended from now on, for one follower (feed.py)."""
+        feed = JournalFeed(self._appended, records_max)
+        self._feeds.append(feed)
+        return feed
 
     @property
     def appended_position(self) -> int:
@@ -157,26 +187,60 @@ class Journal:
 
     async def run(self) -> None:
         """Write groups until cancelled. Cancel only after flush(): a cancelled run leaves
-        appended records unwritten (they were never acknowledged, so nothing is lost)."""
+        appended records unwritten (they were never acknowledged, so nothing is lost).
+        Raises JournalFailed when a write or a sync fails."""
+        failed = anyio.Event()
+        post = _loop_poster()
+        thread = threading.Thread(
+            target=self._write_groups, args=(post, failed.set), name="journal writer", daemon=True
+        )
+        with self._lock:
+            self._stopping = False
+        thread.start()
+        try:
+            await failed.wait()
+            raise JournalFailed(f"journal write failed: {self._failed}") from self._failed
+        finally:
+            with self._lock:
+                self._stopping = True
+                if not self._work_posted:
+                    self._work_posted = True
+                    self._work.release()
+            # The thread may be inside a write: it must be out before anyone closes the fd.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(thread.join)
+
+    def _write_groups(self, post: Callable[..., object], failed: Callable[[], None]) -> None:
+        """The writer thread: wait for work, write and sync it, hand it to the loop."""
         while True:
-            if not self._pending:
-                self._wakeup = anyio.Event()
-                await self._wakeup.wait()
-                continue
-            group = self._take_group()
+            self._work.acquire()
+            with self._lock:
+                self._work_posted = False
+                if self._stopping:
+                    return
+                if not self._pending:
+                    continue
+                group = self._take_group()
             started = time.perf_counter()
             try:
-                await anyio.to_thread.run_sync(self._write_group, *group[:3])
+                self._write_group(*group[:3])
             except OSError as exc:
-                self._fail(exc)
-            self._group_done(group, started)
+                self._failed = exc
+                post(failed)
+                return
+            post(self._group_done, group, started)
 
     def write_now(self) -> None:
         """Write and sync everything appended, in the caller's thread: for deterministic
-        simulation and tools, never on the event loop of a serving switch."""
-        if not self._pending:
-            return
-        group = self._take_group()
+        simulation and tools, never on the event loop of a serving switch (nor beside a
+        running writer thread)."""
+        with self._lock:
+            if not self._pending:
+                return
+            group = self._take_group()
+            if self._work_posted:  # no thread will take it: back to "no work"
+                self._work_posted = False
+                self._work.acquire()
         started = time.perf_counter()
         try:
             self._write_group(*group[:3])
@@ -185,7 +249,8 @@ class Journal:
         self._group_done(group, started)
 
     def _take_group(self) -> tuple[bytes, int, bytes, int]:
-        """(bytes, first index, chain before it, end position) of everything pending."""
+        """(bytes, first index, chain before it, end position) of everything pending;
+        called with _lock held."""
         # The group's last record says so on disk: recovery needs it to tell a torn write
         # (only ever the last group) from damage in a group that was acknowledged.
         self._pending[-1] = mark_group_end(self._pending[-1], self._pending_last_offset)
@@ -279,3 +344,12 @@ class Journal:
         finally:
             os.close(directory_fd)
         return fd
+
+
+def _loop_poster() -> Callable[..., object]:
+    """How a foreign thread asks the running event loop to call `f(*args)` soon."""
+    if sniffio.current_async_library() == "trio":
+        import trio  # noqa: PLC0415 - only when the switch runs on trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    return asyncio.get_running_loop().call_soon_threadsafe

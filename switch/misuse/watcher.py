@@ -1,7 +1,9 @@
 """The task that runs the misuse rules on durable decisions and journals review flags.
 
-It follows the journal from where it stood when the switch started (JournalTail), so it
-sees each decision once, after it is durable, and never slows an answer. Flags go through
+It follows the journal from where it stood when the switch started, so it sees each
+decision once, after it is durable, and never slows an answer. It takes the records from
+the journal's in-memory feed, and from the files (JournalTail) only when it has fallen
+behind what the feed holds. Flags go through
 Switch.submit like any administrative record. After a restart it begins with the records
 appended from then on: a pair of uses straddling a restart is not judged (the rules keep
 no state in the journal, by design: they raise questions, not facts).
@@ -30,6 +32,7 @@ class MisuseWatcher:
         self.rules = rules
         self.next_index = switch.journal.appended_position
         self.flags_total = 0
+        self._feed = switch.journal.feed()
         self._tail = JournalTail(switch.journal.directory)
 
     async def run(
@@ -40,19 +43,19 @@ class MisuseWatcher:
             await self.switch.journal.wait_durable(self.next_index + 1)
             await self.step()
             if self.next_index >= self.switch.journal.durable_position:
-                # Caught up. One pass reads the journal's tail from disk in a worker
-                # thread; once per group, that cost a fifth of the switch's capacity
-                # (docs/performance.md). The rules judge minutes, so waiting a little
-                # before the next pass loses nothing and batches many groups per read.
+                # Caught up. Waking once per journal group cost a pass per request at
+                # low load (docs/performance.md); the rules judge minutes, so waiting a
+                # little before the next pass loses nothing and batches many groups.
                 await anyio.sleep(PASS_INTERVAL_SECONDS)
 
     async def step(self) -> int:
         """Judge the durable records not judged yet (one batch); returns flags raised."""
         journal = self.switch.journal
         start = self.next_index
-        records = await anyio.to_thread.run_sync(
-            self._tail.read, start, journal.durable_position, BATCH_RECORDS
-        )
+        end = journal.durable_position
+        records = self._feed.take(start, end, BATCH_RECORDS)
+        if records is None:  # behind the feed: from the files
+            records = await anyio.to_thread.run_sync(self._tail.read, start, end, BATCH_RECORDS)
         self.next_index = start + len(records)
         engine = self.switch.engine
         flags: list[ReviewFlagRaised] = []

@@ -37,6 +37,7 @@ from switch.casework.records import (
 )
 from switch.errors import StoreUnavailable
 from switch.journal import Journal, Record
+from switch.journal.feed import JournalFeed
 from switch.journal.records import (
     CardIssued,
     CardStatusChanged,
@@ -372,17 +373,22 @@ class PostgresStore(Store):
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         tail = JournalTail(self._journal_dir)
+        feed = journal.feed()
         task_status.started()
         while True:
             await journal.wait_durable(self.projected + 1)
-            await self.project_once(tail, journal.durable_position)
+            await self.project_once(tail, journal.durable_position, feed)
 
-    async def project_once(self, tail: JournalTail, durable_end: int) -> int:
-        """Project one batch of the records before `durable_end`; returns how many."""
+    async def project_once(
+        self, tail: JournalTail, durable_end: int, feed: JournalFeed | None = None
+    ) -> int:
+        """Project one batch of the records before `durable_end`; returns how many. They
+        come from the journal's in-memory `feed` while it holds them, else from the files."""
         start = self.projected
-        records = await anyio.to_thread.run_sync(
-            tail.read, start, durable_end, self._config.projection_batch_records
-        )
+        count_max = self._config.projection_batch_records
+        records = None if feed is None else feed.take(start, durable_end, count_max)
+        if records is None:
+            records = await anyio.to_thread.run_sync(tail.read, start, durable_end, count_max)
         if not records:
             return 0
         batch = _Batch()
