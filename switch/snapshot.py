@@ -44,7 +44,9 @@ log = logging.getLogger("onecard.snapshot")
 DIRECTORY = "snapshots"
 SUFFIX = ".snapshot"
 MAGIC = b"OCS1"
-FORMAT_VERSION = 1
+# Raised whenever a class the pickled engine holds changes shape (2: transit's Place became
+# a msgspec Struct): a snapshot of another shape is ignored and the journal replayed.
+FORMAT_VERSION = 2
 _COVERED = struct.Struct(">4sIQ16s")
 MAC_SIZE = 32
 HEADER = struct.Struct(f">4sIQ16s{MAC_SIZE}s")

@@ -76,12 +76,17 @@ class CardStatusChanged(msgspec.Struct, tag="status", array_like=True, frozen=Tr
     reason: str
 
 
-class Decision(msgspec.Struct, tag="decision", array_like=True, frozen=True):
+class Decision(msgspec.Struct, tag="decision", array_like=True, frozen=True, gc=False):
     """One authorisation decision on a terminal request.
 
     moved_fen is the signed change to the card's transit purse (negative: debit); replay
     applies exactly that, never re-deciding. balance_fen is the purse after the decision,
     checked again on replay.
+
+    Not tracked by the cyclic garbage collector: the idempotency windows keep the last
+    thousand or so of every terminal's, and a tracked Decision (one holding a TransitState
+    is) made every full collection walk them all. Its fields are scalars and a frozen
+    TransitState of scalars, so it can never be part of a reference cycle.
     """
 
     time_ms: int

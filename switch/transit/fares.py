@@ -115,12 +115,15 @@ Line = FlatLine | DistanceNetwork | SectionalLine
 class FareBook:
     """A fare table made ready for lookups once, when it is activated."""
 
-    __slots__ = ("lines", "peak_windows", "table")
+    __slots__ = ("_month", "lines", "peak_windows", "table")
 
     def __init__(self, table: FareTable) -> None:
         self.table = table
         self.lines: dict[str, Line] = {line.id: line for line in _lines(table)}
         self.peak_windows = [parse_window(window) for window in table.peak_windows]
+        # (first ms, end ms, YYYYMM) of the month asked for last: every tap asks, and
+        # almost always for the month it asked before.
+        self._month = (0, 0, 0)
 
     def is_peak(self, now_ms: int) -> bool:
         local_minutes = now_ms // 60_000 + self.table.utc_offset_minutes
@@ -130,10 +133,23 @@ class FareBook:
 
     def month(self, now_ms: int) -> int:
         """The local calendar month as YYYYMM: free rides lapse when it changes."""
-        local = _EPOCH + datetime.timedelta(
-            milliseconds=now_ms + self.table.utc_offset_minutes * 60_000
+        first_ms, end_ms, month = self._month
+        if first_ms <= now_ms < end_ms:
+            return month
+        offset_ms = self.table.utc_offset_minutes * 60_000
+        local = _EPOCH + datetime.timedelta(milliseconds=now_ms + offset_ms)
+        first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        following = (first + datetime.timedelta(days=32)).replace(day=1)
+        self._month = (
+            _epoch_ms(first) - offset_ms,
+            _epoch_ms(following) - offset_ms,
+            local.year * 100 + local.month,
         )
-        return local.year * 100 + local.month
+        return self._month[2]
+
+
+def _epoch_ms(moment: datetime.datetime) -> int:
+    return (moment - _EPOCH) // datetime.timedelta(milliseconds=1)
 
 
 def _lines(table: FareTable) -> list[Line]:
