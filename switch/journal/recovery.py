@@ -65,16 +65,25 @@ def read_segment(
     data: bytes, first_index: int, prev_chain: bytes, key: bytes, start: int = HEADER.size
 ) -> SegmentRead:
     """The records of a segment from byte `start` (record `first_index`, chained from
-    `prev_chain`), checked, up to the first problem."""
+    `prev_chain`), checked, up to the first problem.
+
+    A torn write ends the intact part at the start of its group, not at the damaged record
+    (nor at the last whole record, when the tear falls between two records):
+    the records of one group were appended together (a decision and the reversal it owes a
+    bank, say), none of them was acknowledged, and a replay must see all or none of them.
+    Groups never span segments (the writer rolls before a group), so the group starts
+    after the last group-end mark in this segment, or at `start`."""
     payloads: list[bytes] = []
     chain = prev_chain
     index = first_index
+    # Where the last whole group ends: records, byte offset and chain value.
+    whole = (0, start, prev_chain)
     for item in scan_records(data, start):
         if isinstance(item, Damage):
             if _intact_after(data, item.offset):
                 problem = f"record {index}: {item.problem}, but the records after it are intact"
                 return SegmentRead(payloads, item.offset, problem, True, chain)
-            return SegmentRead(payloads, item.offset, item.problem, False, chain)
+            return _torn(payloads, whole, item.problem)
         payload = data[item.payload_start : item.payload_start + item.length]
         expected = chain_next(key, chain, index, payload)
         if item.chain != expected:
@@ -84,12 +93,26 @@ def read_segment(
             )
             # In the last group a sector holding only this header may have been lost in a
             # crash; anywhere before it, intact bytes with a wrong chain value are tampering.
-            tampered = _intact_after(data, item.offset)
-            return SegmentRead(payloads, item.offset, problem, tampered, chain)
+            if _intact_after(data, item.offset):
+                return SegmentRead(payloads, item.offset, problem, True, chain)
+            return _torn(payloads, whole, problem)
         payloads.append(payload)
         chain = expected
         index += 1
+        if item.group_end:
+            whole = (len(payloads), item.payload_start + item.length, chain)
+    if whole[0] != len(payloads):
+        # Whole records, but not the group's last one: the tear fell between two records.
+        return _torn(payloads, whole, f"record {index}: missing, its group unfinished")
     return SegmentRead(payloads, len(data), None, False, chain)
+
+
+def _torn(payloads: list[bytes], whole: tuple[int, int, bytes], problem: str) -> SegmentRead:
+    records, end, chain = whole
+    dropped = len(payloads) - records
+    if dropped:
+        problem += f"; {dropped} intact records before it in its group dropped with it"
+    return SegmentRead(payloads[:records], end, problem, False, chain)
 
 
 def _skip_to(data: bytes, first_index: int, resume_index: int, resume_chain: bytes) -> int:
