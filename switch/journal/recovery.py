@@ -115,16 +115,20 @@ def _torn(payloads: list[bytes], whole: tuple[int, int, bytes], problem: str) ->
     return SegmentRead(payloads[:records], end, problem, False, chain)
 
 
-def _skip_to(data: bytes, first_index: int, resume_index: int, resume_chain: bytes) -> int:
+def _skip_to(
+    data: bytes, first_index: int, resume_index: int, resume_chain: bytes
+) -> tuple[int, bool]:
     """The byte offset of record `resume_index` in a segment starting at `first_index`,
     found by walking record headers only, with the snapshot's chain value checked against
-    the record before it. The skipped records are not re-verified: `journal verify` does
-    that; a snapshot is there to make a restart fast."""
+    the record before it, and whether that offset lies inside a write group (the record
+    before it does not end one). The skipped records are not re-verified: `journal verify`
+    does that; a snapshot is there to make a restart fast."""
     offset = HEADER.size
     if resume_index == first_index:
         if HEADER.unpack_from(data, 0)[3] != resume_chain:
             raise SnapshotMismatch("the segment does not continue the snapshot's chain")
-        return offset
+        return offset, False  # groups never span segments
+    length_field = GROUP_END
     for index in range(first_index, resume_index):
         if len(data) - offset < RECORD_HEADER.size:
             raise SnapshotMismatch(f"the journal ends before the snapshot's record {resume_index}")
@@ -134,7 +138,7 @@ def _skip_to(data: bytes, first_index: int, resume_index: int, resume_chain: byt
             raise SnapshotMismatch(f"the journal ends before the snapshot's record {resume_index}")
         if index == resume_index - 1 and stored_chain != resume_chain:
             raise SnapshotMismatch(f"record {index} does not have the snapshot's chain value")
-    return offset
+    return offset, not length_field & GROUP_END
 
 
 def _intact_after(data: bytes, offset: int) -> bool:
@@ -227,13 +231,18 @@ def recover(
                 break
             raise JournalCorrupt(f"{path.name}: shorter than its header")
         check_header(path, data, next_index, chain)
-        start = HEADER.size
+        start, inside_group = HEADER.size, False
         if not resumed:
-            start = _skip_to(data, next_index, resume_index, resume_chain)
+            start, inside_group = _skip_to(data, next_index, resume_index, resume_chain)
             next_index, chain, resumed = resume_index, resume_chain, True
         read = read_segment(data, next_index, chain, chain_key, start)
         if read.problem is not None and (read.tampered or not last):
             raise JournalCorrupt(f"{path.name} at byte {read.intact_end}: {read.problem}")
+        if read.problem is not None and inside_group and read.intact_end == start:
+            # The snapshot was taken inside the group this torn write belongs to: it holds
+            # records of a group that must now go whole. An older snapshot, or a full
+            # replay, drops that group cleanly.
+            raise SnapshotMismatch(f"the snapshot's record {resume_index} is in a torn group")
         for payload in read.payloads:
             try:
                 record = decoder.decode(payload)

@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from switch.errors import JournalCorrupt, JournalFailed
+from switch.errors import JournalCorrupt, JournalFailed, SnapshotMismatch
 from switch.journal import Journal, Record, RecoveryReport, recover
 from switch.journal.records import CardStatusChanged, Decision
 from switch.journal.segment import (
@@ -661,3 +661,32 @@ async def test_a_failed_fdatasync_stops_the_writer_and_every_later_append(
         assert journal.appended_position == position
     finally:
         journal.close()
+
+
+def test_a_snapshot_inside_a_torn_group_is_not_resumed_from(tmp_path: Path) -> None:
+    # The running switch snapshots at the appended position, which may lie inside a group
+    # that a crash then tears: resuming there would keep half of that group.
+    records = decisions(0, 8)
+    journal = Journal(tmp_path, recover(tmp_path, ignore))
+    journal.append(records[:4])
+    journal.write_now()
+    journal.append(records[4:6])
+    inside = (journal.appended_position, journal.last_chain)  # a snapshot here: record 6
+    journal.append(records[6:])
+    journal.write_now()
+    journal.close()
+    [segment] = segment_paths(tmp_path)
+    intact = segment.read_bytes()
+
+    resumed: list[int] = []
+    recover(tmp_path, lambda index, _record: resumed.append(index), resume=inside)
+    assert resumed == [6, 7]  # whole, the group resumes fine
+
+    segment.write_bytes(intact[:-3])  # torn inside record 7
+    with pytest.raises(SnapshotMismatch, match="torn group"):
+        recover(tmp_path, ignore, resume=inside)
+    assert segment.read_bytes() == intact[:-3]  # left for the fallback to truncate
+    replayed, report = recover_all(tmp_path)
+    assert replayed == list(enumerate(records[:4]))  # the torn group goes whole
+    group_start = len(intact) - sum(encoded_size(record) for record in records[4:])
+    assert (report.next_index, segment.stat().st_size) == (4, group_start)
