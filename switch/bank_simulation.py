@@ -43,6 +43,7 @@ from pathlib import Path
 from protocols.iso8583.codec import IsoCodec, IsoMessage, decode_message, encode_message
 from protocols.iso8583.mac import MacKey
 from protocols.iso8583.messages import (
+    STAN_MODULUS,
     TERMINAL_ID_LENGTH,
     Mti,
     base_mti,
@@ -154,8 +155,7 @@ class _Ledger:
     one record can break."""
 
     def __init__(self) -> None:
-        self.decided: set[tuple[str, str, str]] = set()
-        # Answers decided, for the crash check: (terminal, DE11, DE7) → (DE39, DE37).
+        # Every ISO request decided: (terminal, DE11, DE7) → (DE39, DE37) of its answer.
         self.answers: dict[tuple[str, str, str], tuple[str, str]] = {}
         self.bank_moved_fen: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.sent: set[tuple[str, int]] = set()  # (bank, RRN) of requests sent
@@ -168,9 +168,8 @@ class _Ledger:
         """The first rule `record` breaks, or None."""
         if type(record) is IsoPayment:
             key = (record.terminal_id, record.stan, record.transmission)
-            if key in self.decided:
+            if key in self.answers:
                 return f"ISO request {key} decided twice"
-            self.decided.add(key)
             self.answers[key] = (record.code, f"{record.reference:012d}")
             if record.bank_fen:
                 self.bank_moved_fen[record.bank_id][record.card] += record.bank_fen
@@ -179,7 +178,7 @@ class _Ledger:
         elif type(record) is BankRequestSent:
             self.sent.add((record.bank_id, record.reference))
         elif type(record) is SafQueued:
-            self.saf[record.bank_id, f"{record.entry % 1_000_000:06d}"] = record
+            self.saf[record.bank_id, f"{record.entry % STAN_MODULUS:06d}"] = record
             about = (record.bank_id, record.reference)
             if record.mti == Mti.REVERSAL:
                 if about in self.reversals:
@@ -208,10 +207,8 @@ class BankPathSimulator(Simulator):
         self.bank_faults = bank_faults or BankFaults()
         self.acquirer_factory = acquirer_factory
         self.bank_statistics = BankStatistics()
-        self.ledger = _Ledger()
+        self.ledger = _Ledger()  # the genesis holds no bank records
         self._replayed = _Ledger()
-        for record in self.genesis:
-            self.ledger.add(record)
         self.merchants = [_Merchant(tid, MacKey(self.keys.terminals[tid])) for tid in POS]
         self.banks = {
             link.id: _Bank(BankHost(link.id), MacKey(link.mac_key)) for link in BANKS_CONFIG.links
@@ -460,7 +457,6 @@ class BankPathSimulator(Simulator):
     def _start_acquirer(self) -> Acquirer:
         """A new process's bank core: requests left at a bank are reversed, links sign on."""
         acquirer = self.acquirer_factory(self.engine, BANKS_CONFIG)
-        self.acquirer = acquirer
         self._dispatch(acquirer.recover(self.now_ms))
         for bank_id, bank in self.banks.items():
             if bank.up:
