@@ -150,7 +150,16 @@ def open_switch(data_dir: Path, config: Config, clock: Callable[[], int] = wall_
     journal_dir = data_dir / "journal"
     journal_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    engine, report, resumed_from = _replay(data_dir, config, keys)
+    # The replay builds the long-lived caches and frees next to nothing, so the cyclic
+    # collector's passes over the growing heap are pure cost: about an eighth of a restart
+    # from a snapshot (docs/performance.md). It runs again once the caches are frozen below.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        engine, report, resumed_from = _replay(data_dir, config, keys)
+    finally:
+        if collecting:
+            gc.enable()
     recovery_seconds = time.perf_counter() - started
     log.info(
         "recovery: %d records (%s) from %d segments in %.3f s; %d cards, %d terminals%s",

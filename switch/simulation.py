@@ -29,7 +29,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
@@ -116,12 +116,14 @@ class _SimulatedDisk:
         self.faults = faults
         self.statistics = statistics
         self.durable_bytes: dict[str, int] = {}
+        # Off while the genesis is written: a run starts from a journal on disk.
+        self.armed = False
 
     def sync(self, fd: int) -> None:
         roll = self.rng.random()
-        if roll < self.faults.crash_during_sync:
+        if self.armed and roll < self.faults.crash_during_sync:
             raise SimulatedCrash
-        if roll < self.faults.crash_during_sync + self.faults.fsync_failure:
+        if self.armed and roll < self.faults.crash_during_sync + self.faults.fsync_failure:
             self.statistics.fsync_failures += 1
             raise OSError(5, "simulated EIO on fdatasync")
         path = os.readlink(f"/proc/self/fd/{fd}")
@@ -146,6 +148,9 @@ class _SimulatedDisk:
 
 
 class Simulator:
+    # What replays a run (printed with a failure).
+    COMMAND = "onecard simulate"
+
     def __init__(
         self,
         seed: int,
@@ -183,6 +188,7 @@ class Simulator:
             self.engine.apply(record)
         self.journal.append(self.genesis)
         self.journal.write_now()  # the genesis is on disk before any fault may strike
+        self.disk.armed = True
 
     # -- running ---------------------------------------------------------------------------
 
@@ -202,13 +208,18 @@ class Simulator:
             self._jump_clock()
         elif roll < faults.crash + faults.clock_jump + faults.loss_report:
             self._status_change()
-        elif roll < 0.45:
-            self._write()
         else:
-            self._send(self.rng.choice(list(self.terminals.values())))
+            self._traffic(roll)
         for card in self.engine.cards.values():
             if card.purse_fen < 0:
                 self._fail(f"card {card.number} purse is negative: {card.purse_fen}")
+
+    def _traffic(self, roll: float) -> None:
+        """A step without a fault: the writer writes a group, or a terminal sends."""
+        if roll < 0.45:
+            self._write()
+        else:
+            self._send(self.rng.choice(list(self.terminals.values())))
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -329,6 +340,7 @@ class Simulator:
         moved: Counter[str] = Counter()
 
         def audit(record: Record) -> None:
+            self._audit(record)
             if type(record) is Decision:
                 decisions[record.terminal_id, record.seq].append(record)
                 moved[record.card] += record.moved_fen
@@ -373,12 +385,15 @@ class Simulator:
             if count > 1:
                 self._fail(f"{original} reversed {count} times")
 
-    def _fail(self, message: str) -> None:
+    def _audit(self, record: Record) -> None:
+        """Sees every record recovery replays after a crash (subclasses check more)."""
+
+    def _fail(self, message: str) -> NoReturn:
         shown = "\n    ".join(self.trace[-TRACE_SHOWN:])
         raise InvariantViolation(
             f"seed {self.seed}, step {self.statistics.steps}: {message}\n"
             f"  last steps:\n    {shown}\n"
-            f"  reproduce: onecard simulate --seed {self.seed} --steps {self.statistics.steps}"
+            f"  reproduce: {self.COMMAND} --seed {self.seed} --steps {self.statistics.steps}"
         )
 
 
@@ -396,17 +411,30 @@ def add_simulate_command(commands: Any) -> None:
     simulate.add_argument("--seed", type=int, default=1, help="first seed")
     simulate.add_argument("--seeds", type=int, default=1, help="how many seeds from --seed on")
     simulate.add_argument("--steps", type=int, default=10_000, help="steps per seed")
+    simulate.add_argument(
+        "--banks",
+        action="store_true",
+        help="also merchants over ISO 8583 and partner banks under faults (bank_simulation)",
+    )
     simulate.set_defaults(handler=cmd_simulate)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    logging.getLogger("onecard.journal").setLevel(logging.CRITICAL)  # torn tails are the point
+    from switch.bank_simulation import BankPathSimulator  # noqa: PLC0415 - it imports this module
+
+    # Torn tails, link losses and late replies are the point: their log lines are noise.
+    logging.getLogger("onecard.journal").setLevel(logging.CRITICAL)
+    logging.getLogger("onecard.banks").setLevel(logging.CRITICAL)
+    simulator = BankPathSimulator if args.banks else Simulator
     with tempfile.TemporaryDirectory(prefix="onecard-sim-") as scratch:
         for seed in range(args.seed, args.seed + args.seeds):
+            run = simulator(seed, Path(scratch) / str(seed))
             try:
-                statistics = Simulator(seed, Path(scratch) / str(seed)).run(args.steps)
+                statistics = run.run(args.steps)
             except InvariantViolation as violation:
                 print(f"FAILED {violation}")
                 return 1
             print(f"seed {seed}: ok {statistics}")
+            if isinstance(run, BankPathSimulator):
+                print(f"  banks: {run.bank_statistics}")
     return 0

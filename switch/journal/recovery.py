@@ -65,16 +65,25 @@ def read_segment(
     data: bytes, first_index: int, prev_chain: bytes, key: bytes, start: int = HEADER.size
 ) -> SegmentRead:
     """The records of a segment from byte `start` (record `first_index`, chained from
-    `prev_chain`), checked, up to the first problem."""
+    `prev_chain`), checked, up to the first problem.
+
+    A torn write ends the intact part at the start of its group, not at the damaged record
+    (nor at the last whole record, when the tear falls between two records):
+    the records of one group were appended together (a decision and the reversal it owes a
+    bank, say), none of them was acknowledged, and a replay must see all or none of them.
+    Groups never span segments (the writer rolls before a group), so the group starts
+    after the last group-end mark in this segment, or at `start`."""
     payloads: list[bytes] = []
     chain = prev_chain
     index = first_index
+    # Where the last whole group ends: records, byte offset and chain value.
+    whole = (0, start, prev_chain)
     for item in scan_records(data, start):
         if isinstance(item, Damage):
             if _intact_after(data, item.offset):
                 problem = f"record {index}: {item.problem}, but the records after it are intact"
                 return SegmentRead(payloads, item.offset, problem, True, chain)
-            return SegmentRead(payloads, item.offset, item.problem, False, chain)
+            return _torn(payloads, whole, item.problem)
         payload = data[item.payload_start : item.payload_start + item.length]
         expected = chain_next(key, chain, index, payload)
         if item.chain != expected:
@@ -84,24 +93,42 @@ def read_segment(
             )
             # In the last group a sector holding only this header may have been lost in a
             # crash; anywhere before it, intact bytes with a wrong chain value are tampering.
-            tampered = _intact_after(data, item.offset)
-            return SegmentRead(payloads, item.offset, problem, tampered, chain)
+            if _intact_after(data, item.offset):
+                return SegmentRead(payloads, item.offset, problem, True, chain)
+            return _torn(payloads, whole, problem)
         payloads.append(payload)
         chain = expected
         index += 1
+        if item.group_end:
+            whole = (len(payloads), item.payload_start + item.length, chain)
+    if whole[0] != len(payloads):
+        # Whole records, but not the group's last one: the tear fell between two records.
+        return _torn(payloads, whole, f"record {index}: missing, its group unfinished")
     return SegmentRead(payloads, len(data), None, False, chain)
 
 
-def _skip_to(data: bytes, first_index: int, resume_index: int, resume_chain: bytes) -> int:
+def _torn(payloads: list[bytes], whole: tuple[int, int, bytes], problem: str) -> SegmentRead:
+    records, end, chain = whole
+    dropped = len(payloads) - records
+    if dropped:
+        problem += f"; {dropped} intact records before it in its group dropped with it"
+    return SegmentRead(payloads[:records], end, problem, False, chain)
+
+
+def _skip_to(
+    data: bytes, first_index: int, resume_index: int, resume_chain: bytes
+) -> tuple[int, bool]:
     """The byte offset of record `resume_index` in a segment starting at `first_index`,
     found by walking record headers only, with the snapshot's chain value checked against
-    the record before it. The skipped records are not re-verified: `journal verify` does
-    that; a snapshot is there to make a restart fast."""
+    the record before it, and whether that offset lies inside a write group (the record
+    before it does not end one). The skipped records are not re-verified: `journal verify`
+    does that; a snapshot is there to make a restart fast."""
     offset = HEADER.size
     if resume_index == first_index:
         if HEADER.unpack_from(data, 0)[3] != resume_chain:
             raise SnapshotMismatch("the segment does not continue the snapshot's chain")
-        return offset
+        return offset, False  # groups never span segments
+    length_field = GROUP_END
     for index in range(first_index, resume_index):
         if len(data) - offset < RECORD_HEADER.size:
             raise SnapshotMismatch(f"the journal ends before the snapshot's record {resume_index}")
@@ -111,7 +138,7 @@ def _skip_to(data: bytes, first_index: int, resume_index: int, resume_chain: byt
             raise SnapshotMismatch(f"the journal ends before the snapshot's record {resume_index}")
         if index == resume_index - 1 and stored_chain != resume_chain:
             raise SnapshotMismatch(f"record {index} does not have the snapshot's chain value")
-    return offset
+    return offset, not length_field & GROUP_END
 
 
 def _intact_after(data: bytes, offset: int) -> bool:
@@ -204,13 +231,18 @@ def recover(
                 break
             raise JournalCorrupt(f"{path.name}: shorter than its header")
         check_header(path, data, next_index, chain)
-        start = HEADER.size
+        start, inside_group = HEADER.size, False
         if not resumed:
-            start = _skip_to(data, next_index, resume_index, resume_chain)
+            start, inside_group = _skip_to(data, next_index, resume_index, resume_chain)
             next_index, chain, resumed = resume_index, resume_chain, True
         read = read_segment(data, next_index, chain, chain_key, start)
         if read.problem is not None and (read.tampered or not last):
             raise JournalCorrupt(f"{path.name} at byte {read.intact_end}: {read.problem}")
+        if read.problem is not None and inside_group and read.intact_end == start:
+            # The snapshot was taken inside the group this torn write belongs to: it holds
+            # records of a group that must now go whole. An older snapshot, or a full
+            # replay, drops that group cleanly.
+            raise SnapshotMismatch(f"the snapshot's record {resume_index} is in a torn group")
         for payload in read.payloads:
             try:
                 record = decoder.decode(payload)

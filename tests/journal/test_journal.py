@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from switch.errors import JournalCorrupt, JournalFailed
+from switch.errors import JournalCorrupt, JournalFailed, SnapshotMismatch
 from switch.journal import Journal, Record, RecoveryReport, recover
 from switch.journal.records import CardStatusChanged, Decision
 from switch.journal.segment import (
@@ -384,19 +384,22 @@ async def test_a_group_larger_than_a_segment_gets_a_segment_of_its_own(tmp_path:
 
 
 @pytest.mark.anyio
-async def test_a_torn_last_record_is_truncated_at_every_byte_and_appends_resume(
+async def test_a_torn_last_group_is_truncated_whole_at_every_byte_and_appends_resume(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # The records of one group were appended together and none was acknowledged: a torn
+    # write takes all of them, wherever it falls, also exactly between two of them.
     pristine = tmp_path / "pristine"
     pristine.mkdir()
     records = decisions(0, 4)
     await write_journal(pristine, [records[:2], records[2:]])
     [segment] = segment_paths(pristine)
     data = segment.read_bytes()
-    last_start = len(data) - encoded_size(records[-1])
+    second_start = len(data) - encoded_size(records[-1])
+    group_start = second_start - encoded_size(records[-2])
     replacement = decision(100)
 
-    for cut in range(last_start + 1, len(data)):
+    for cut in range(group_start + 1, len(data)):
         directory = tmp_path / f"cut-{cut}"
         directory.mkdir()
         torn = directory / segment.name
@@ -405,37 +408,41 @@ async def test_a_torn_last_record_is_truncated_at_every_byte_and_appends_resume(
 
         replayed, report = recover_all(directory)
 
-        assert replayed == list(enumerate(records[:-1])), cut
-        assert report.truncated_bytes == cut - last_start
+        assert replayed == list(enumerate(records[:2])), cut
+        assert report.truncated_bytes == cut - group_start
         assert report.truncated_segment == segment.name
-        assert (report.next_index, report.last_segment_bytes) == (3, last_start)
-        assert torn.stat().st_size == last_start
+        assert (report.next_index, report.last_segment_bytes) == (2, group_start)
+        assert torn.stat().st_size == group_start
         [message] = journal_errors(caplog)
         assert "TORN TAIL" in message
         assert segment.name in message
-        within_header = cut - last_start < RECORD_HEADER.size
+        damaged_start = group_start if cut < second_start else second_start
+        within_header = 0 < cut - damaged_start < RECORD_HEADER.size
         assert ("partial record header" in message) == within_header, message
+        assert ("group unfinished" in message) == (cut == second_start), message
+        assert ("1 intact records before it" in message) == (cut >= second_start), message
 
         async with writing(directory, report) as journal:
-            assert journal.append([replacement]) == 4
+            assert journal.append([replacement]) == 3
         caplog.clear()
         replayed, report = recover_all(directory)
-        assert replayed == list(enumerate([*records[:-1], replacement]))
+        assert replayed == list(enumerate([*records[:2], replacement]))
         assert report.truncated_bytes == 0
         assert journal_errors(caplog) == []
 
 
 @pytest.mark.anyio
-async def test_a_flipped_byte_in_the_last_record_reads_as_a_torn_tail(
+async def test_a_flipped_byte_in_the_last_group_reads_as_a_torn_group(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pristine = tmp_path / "pristine"
     pristine.mkdir()
-    records = decisions(0, 3)
-    await write_journal(pristine, [records])
+    records = decisions(0, 4)
+    await write_journal(pristine, [records[:1], records[1:]])
     [segment] = segment_paths(pristine)
     size = segment.stat().st_size
     last_start = size - encoded_size(records[-1])
+    group_start = size - sum(encoded_size(record) for record in records[1:])
 
     for offset in range(last_start, size):
         directory = tmp_path / f"flip-{offset}"
@@ -445,9 +452,9 @@ async def test_a_flipped_byte_in_the_last_record_reads_as_a_torn_tail(
 
         replayed, report = recover_all(directory)
 
-        assert replayed == list(enumerate(records[:-1])), offset
-        assert report.truncated_bytes == size - last_start
-        assert (directory / segment.name).stat().st_size == last_start
+        assert replayed == list(enumerate(records[:1])), offset
+        assert report.truncated_bytes == size - group_start
+        assert (directory / segment.name).stat().st_size == group_start
         assert len(journal_errors(caplog)) == 1
 
 
@@ -654,3 +661,32 @@ async def test_a_failed_fdatasync_stops_the_writer_and_every_later_append(
         assert journal.appended_position == position
     finally:
         journal.close()
+
+
+def test_a_snapshot_inside_a_torn_group_is_not_resumed_from(tmp_path: Path) -> None:
+    # The running switch snapshots at the appended position, which may lie inside a group
+    # that a crash then tears: resuming there would keep half of that group.
+    records = decisions(0, 8)
+    journal = Journal(tmp_path, recover(tmp_path, ignore))
+    journal.append(records[:4])
+    journal.write_now()
+    journal.append(records[4:6])
+    inside = (journal.appended_position, journal.last_chain)  # a snapshot here: record 6
+    journal.append(records[6:])
+    journal.write_now()
+    journal.close()
+    [segment] = segment_paths(tmp_path)
+    intact = segment.read_bytes()
+
+    resumed: list[int] = []
+    recover(tmp_path, lambda index, _record: resumed.append(index), resume=inside)
+    assert resumed == [6, 7]  # whole, the group resumes fine
+
+    segment.write_bytes(intact[:-3])  # torn inside record 7
+    with pytest.raises(SnapshotMismatch, match="torn group"):
+        recover(tmp_path, ignore, resume=inside)
+    assert segment.read_bytes() == intact[:-3]  # left for the fallback to truncate
+    replayed, report = recover_all(tmp_path)
+    assert replayed == list(enumerate(records[:4]))  # the torn group goes whole
+    group_start = len(intact) - sum(encoded_size(record) for record in records[4:])
+    assert (report.next_index, segment.stat().st_size) == (4, group_start)
