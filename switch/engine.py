@@ -693,7 +693,8 @@ class Engine:
             return C.INVALID_TRANSACTION, decision.card, 0, None
         if original.reversed:
             return C.DUPLICATE_TRANSMISSION, decision.card, 0, None
-        card = self.cards[decision.card]
         # A reversal returns money whatever the card's status: refusing it would keep a
-        # holder's money for a ride or purchase that did not happen.
-        return C.APPROVED, decision.card, -decision.moved_fen, card.purse_fen - decision.moved_fen
+        # holder's money for a ride or purchase that did not happen. A card replaced since
+        # carried its purse to its replacement, so the money goes where the purse now is.
+        card = self.cards[self.lifecycle.current_card(decision.card)]
+        return C.APPROVED, card.number, -decision.moved_fen, card.purse_fen - decision.moved_fen

@@ -93,6 +93,15 @@ class LifecycleState:
             found = self.files[card] = CardFile()
         return found
 
+    def current_card(self, card: str) -> str:
+        """The card that holds `card`'s purse now: itself, or the last of its replacements
+        (a replacement carries the balances over, BalancesCarried)."""
+        found = self.files.get(card)
+        while found is not None and found.replaced_by:
+            card = found.replaced_by
+            found = self.files.get(card)
+        return card
+
     def stage(self, engine: Engine, card: str) -> Stage | None:
         if card in self.applications:
             return Stage.APPLIED

@@ -143,6 +143,31 @@ async def test_replacement_carries_everything_and_kills_the_old_card(desk: Desk)
         mint_qr(engine.ecard, desk.keys.qr_signing, old, BusinessType.PAYMENT, desk.clock())
 
 
+async def test_a_reversal_after_replacement_credits_the_card_that_holds_the_purse(
+    desk: Desk,
+) -> None:
+    engine = desk.switch.engine
+    old = "X00000026"
+    pos = await desk.terminal("P0001")
+    bought = await pos.request(pos.purchase(old, 1_250))
+    assert bought.code == C.APPROVED
+    await desk.call("POST", f"/cards/{old}/loss", {"kind": "formal"})
+    first = (await desk.call("POST", f"/cards/{old}/replace", {"reason": "lost"}, expect=201))[
+        "new_card"
+    ]["card"]
+    second = (
+        await desk.call("POST", f"/cards/{first}/replace", {"reason": "damaged"}, expect=201)
+    )["new_card"]["card"]
+    holding = engine.cards[second].purse_fen
+    reversed_ = await pos.request(pos.reversal(bought.seq))
+    assert (reversed_.code, reversed_.balance_fen) == (C.APPROVED, holding + 1_250)
+    assert engine.cards[second].purse_fen == holding + 1_250
+    assert engine.cards[old].purse_fen == engine.cards[first].purse_fen == 0
+    again = await pos.request(pos.reversal(bought.seq))
+    assert again.code == C.DUPLICATE_TRANSMISSION  # money moves back once
+    assert engine.cards[second].purse_fen == holding + 1_250
+
+
 async def test_cancellation_needs_settled_accounts_and_refunds_the_purse(desk: Desk) -> None:
     card = "X00000025"
     view = await desk.call("GET", f"/cards/{card}")
