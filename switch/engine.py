@@ -122,6 +122,11 @@ class Outcome(msgspec.Struct, gc=False):
 # Offline taps a gate may re-upload and still have recognised: two full gate buffers
 # (a gate stores ~25,000 taps while offline, facts.md).
 OFFLINE_WINDOW = 50_000
+# How far past its highest decided seq a terminal's next seq may jump. Clients without a
+# counter take seqs from the clock in microseconds (switch.client.clock_seq: ~1.8e15 in
+# 2026, 2**56 in the year 4253), so a fresh or restarted terminal jumps that far and no
+# further; a seq beyond it (a corrupted counter near 2**63) is refused with 30.
+SEQ_JUMP_MAX = 2**56
 # Purse the pricing of an offline tap assumes: the ride happened, so it is priced in full
 # and what the purse cannot pay becomes debt.
 OFFLINE_PRICING_PURSE_FEN = 2**62
@@ -422,6 +427,10 @@ class Engine:
         # sweep, and answering from them would make the window's edge depend on timing.
         if request.seq <= terminal.high_seq - self.config.idempotency_window:
             return self._duplicate(request, now_ms), key, kind
+        if request.seq > terminal.high_seq + SEQ_JUMP_MAX:
+            # Accepted, it would become the terminal's floor for good: a counter gone wild
+            # would lock its own terminal out until someone reset it.
+            return Response(request.seq, C.FORMAT_ERROR, switch_time_ms=now_ms), None, kind
         outcome = terminal.window.get(request.seq)
         if outcome is not None:
             if decision_fingerprint(outcome.decision) == request_fingerprint(request):

@@ -8,6 +8,7 @@ from protocols.codes import ResponseCode as C
 from protocols.terminal import Balance, Echo, MacKey, Purchase, Reversal, Tap
 from protocols.terminal.codec import encode_request
 from switch.config import EngineConfig
+from switch.engine import SEQ_JUMP_MAX
 from switch.journal.records import CardStatusChanged
 from tests.switch.harness import T0_MS, EngineHarness
 
@@ -168,6 +169,19 @@ def test_seq_older_than_the_window_is_refused(h: EngineHarness) -> None:
     assert h.one(tap(9)).code == C.DUPLICATE_TRANSMISSION
     assert h.one(tap(11, "X00000008")).code == C.APPROVED  # just inside the window
     assert len(h.decisions()) == 2
+
+
+def test_a_seq_far_beyond_the_highest_is_refused_and_the_terminal_keeps_working(
+    h: EngineHarness,
+) -> None:
+    clock_seq = 1_796_004_000_000_000  # a counter taken from the clock in microseconds
+    h.one(tap(clock_seq))  # a fresh terminal's first jump is allowed
+    wild = clock_seq + SEQ_JUMP_MAX + 1
+    [(answer, mac_ok)] = h.feed(encode_request(tap(wild, "X00000008"), h.key("G0001")), "G0001")
+    assert (answer.code, answer.reference, mac_ok) == (C.FORMAT_ERROR, None, False)
+    assert len(h.decisions()) == 1  # not journalled, and the floor did not move
+    assert h.one(tap(clock_seq + SEQ_JUMP_MAX, "X00000008")).code == C.APPROVED  # at the edge
+    assert h.one(tap(clock_seq + SEQ_JUMP_MAX - 1, "X00000009")).code == C.APPROVED  # in window
 
 
 def test_out_of_order_seqs_are_never_forgotten_inside_the_window() -> None:
