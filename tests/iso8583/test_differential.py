@@ -220,6 +220,8 @@ def test_decode_gives_pyiso8583s_fields(fields: dict[str, str]) -> None:
 @example(b"0200" + bytes([0x40]) + bytes(7) + b"+5X0001")
 @example(b"0200" + bytes([0x40]) + bytes(7) + b"-0")
 @example(b"0200" + bytes([0x40]) + bytes(7) + b"1_0X00000001")
+@example(b"0200" + bytes([0x40]) + bytes(7) + b"20" + b"X" * 20)  # DE2 over its 19
+@example(b"0200" + bytes([0x40]) + bytes(7) + b"19" + b"X" * 19)  # DE2 at its 19
 def test_decode_agrees_on_damaged_input(raw: bytes) -> None:
     """Both accept with the same fields, or both refuse."""
     assert ours_decode(raw) == reference_decode(raw)
@@ -288,7 +290,9 @@ def test_the_switch_answers_30_to_what_neither_decodes_and_keeps_serving(
     assert mac_ok and (served_fields["11"], served_fields["39"]) == (echo["11"], "00")
 
 
-def test_an_oversized_length_header_is_fatal_for_both_ends() -> None:
+def test_an_oversized_length_header_is_fatal() -> None:
+    """Framing is ours alone (pyiso8583 has none): a length beyond MESSAGE_LENGTH_MAX ends
+    the stream, since nothing after it can be trusted to start a message."""
     codec = IsoCodec()
     codec.receive_data(LENGTH_HEADER.pack(MESSAGE_LENGTH_MAX + 1) + b"0200")
     (rejected,) = codec.next_messages()
