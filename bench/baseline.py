@@ -11,10 +11,12 @@ line as the switch so one launcher starts both.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 from typing import cast
 
 import uvloop
@@ -32,11 +34,13 @@ FIXED_SWITCH_TIME_MS = 1_700_000_000_000
 LISTEN_BACKLOG = 4096  # as the switch's adapter: a whole run's connections arrive at once
 
 
-class BaselineProtocol(asyncio.Protocol):
-    __slots__ = ("_codec", "_transport")
+class Connection(asyncio.Protocol, abc.ABC):
+    """One client's connection: each read goes to `answer()`, whose answers leave in one
+    write; the connection closes when `answer()` says the stream cannot go on."""
+
+    __slots__ = ("_transport",)
 
     def __init__(self) -> None:
-        self._codec = ServerCodec()
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -45,14 +49,34 @@ class BaselineProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
 
+    @abc.abstractmethod
+    def answer(self, data: bytes) -> tuple[list[bytes], bool]:
+        """The answers to what `data` completes, and whether to close after them."""
+
     def data_received(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None:
+            return
         try:
-            self._codec.receive_data(data)
-        except LocalProtocolError:
+            out, close = self.answer(data)
+        except LocalProtocolError:  # the codec failed for good on an earlier read
             return
+        if out:
+            transport.write(b"".join(out))
+        if close:
+            transport.close()
+
+
+class BaselineProtocol(Connection):
+    __slots__ = ("_codec",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._codec = ServerCodec()
+
+    def answer(self, data: bytes) -> tuple[list[bytes], bool]:
+        self._codec.receive_data(data)
         frames = self._codec.next_frames()
-        if not frames or self._transport is None:
-            return
         out = []
         for frame in frames:
             if type(frame) is RequestFrame:
@@ -68,31 +92,46 @@ class BaselineProtocol(asyncio.Protocol):
                 assert type(frame) is RejectedFrame
                 response = Response(frame.seq, frame.error.code.value)
             out.append(encode_response(response, None))
-        self._transport.write(b"".join(out))
-        last = frames[-1]
-        if type(last) is RejectedFrame and last.error.fatal:
-            self._transport.close()
+        fatal = bool(frames) and type(frames[-1]) is RejectedFrame and frames[-1].error.fatal
+        return out, fatal
 
 
-async def serve(host: str, port: int) -> None:
+async def serve_until_signalled(
+    protocol: Callable[[], asyncio.Protocol], host: str, port: int, serving: str
+) -> None:
+    """Serve until SIGINT or SIGTERM, once listening printing "baseline: SERVING on
+    HOST:PORT" (the line the bench's launchers wait for)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    server = await loop.create_server(BaselineProtocol, host, port, backlog=LISTEN_BACKLOG)
+    server = await loop.create_server(protocol, host, port, backlog=LISTEN_BACKLOG)
     bound_port = server.sockets[0].getsockname()[1]
-    print(f"baseline: serving terminals on {host}:{bound_port}", flush=True)
+    print(f"baseline: {serving} on {host}:{bound_port}", flush=True)
     async with server:
         await stop.wait()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.baseline", description=__doc__)
+def run_server(
+    argv: list[str] | None,
+    prog: str,
+    description: str | None,
+    protocol: Callable[[], asyncio.Protocol],
+    serving: str,
+) -> int:
+    """A baseline server's command line: --host and --port, then serve on uvloop."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     args = parser.parse_args(argv)
-    uvloop.run(serve(args.host, args.port))
+    uvloop.run(serve_until_signalled(protocol, args.host, args.port, serving))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_server(
+        argv, "python -m bench.baseline", __doc__, BaselineProtocol, "serving terminals"
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ CONNECTIONS = 64
 # concentrators forwarding many gates over one link.
 PIPELINE_CONNECTIONS = 16
 PIPELINE_DEPTH = 32
+# ISO mode: purchases per round of the codec figures (bench/iso.py); 20,000 keeps each
+# round near a second with pyiso8583, long enough for a stable per-message figure.
+ISO_MESSAGES = 20_000
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class BenchOptions:
     taps_rate: float
     loop: str
     keep_data: bool
+    iso: bool = False
+    iso_messages: int = ISO_MESSAGES
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> BenchOptions:
@@ -56,6 +61,8 @@ class BenchOptions:
             taps_rate=args.taps_rate,
             loop=args.loop,
             keep_data=args.keep_data,
+            iso=args.iso,
+            iso_messages=args.iso_messages,
         )
 
 
@@ -113,4 +120,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--keep-data", action="store_true", help="keep the switch's data directory and journal"
+    )
+    parser.add_argument(
+        "--iso",
+        action="store_true",
+        help="ISO 8583 mode instead: our codec against pyiso8583, and the switch's ISO "
+        "channel against an ISO baseline server (uses --duration, --pipeline-connections, "
+        "--depth)",
+    )
+    parser.add_argument(
+        "--iso-messages",
+        type=int,
+        default=ISO_MESSAGES,
+        help="ISO mode: purchases per round of the codec figures",
     )

@@ -14,6 +14,9 @@ matplotlib.use("Agg")  # files only: no display on a benchmark machine
 import matplotlib.pyplot as plt
 import msgspec
 
+from bench.iso import BASELINE as BASELINE_ISO
+from bench.iso import PURSE as PURSE_ISO
+from bench.iso import CodecFigures, EndToEnd
 from bench.machine import Machine
 from bench.spec import LoadResult
 
@@ -183,7 +186,7 @@ def _other_share(result: LoadResult) -> float:
     return max(other, 0.0) / result.measured_seconds * PERCENT
 
 
-def write_json(report: Report, path: Path) -> None:
+def write_json(report: Report | IsoReport, path: Path) -> None:
     path.write_bytes(msgspec.json.format(msgspec.json.encode(report)))
 
 
@@ -362,3 +365,65 @@ def write_all(report: Report, directory: Path) -> None:
     write_json(report, directory / "results.json")
     write_plot(report, directory / "latency.png")
     write_markdown(report, directory / "summary.md")
+
+
+# -- ISO 8583 mode (`onecard bench --iso`, bench/iso.py) -------------------------------------
+
+
+class IsoReport(msgspec.Struct, frozen=True):
+    started_at: str
+    command: str
+    machine: Machine
+    options: dict[str, str]
+    codec: CodecFigures
+    runs: list[EndToEnd]
+
+
+def _times(reference: float, ours: float) -> str:
+    return f"{reference / ours:.1f}x" if ours else "-"
+
+
+def iso_markdown(codec: CodecFigures, runs: list[EndToEnd], machine: Machine | None = None) -> str:
+    """The ISO mode's figures: the codecs side by side, then each end-to-end run as a ratio
+    of the baseline's (both measured in this run)."""
+    lines = ["# onecard benchmark, ISO 8583 mode", ""]
+    if machine is not None:
+        lines += [
+            f"Machine: {machine.cpus} CPUs ({machine.cpu_model}), Python {machine.python}; "
+            f"load average at start {machine.load_average[0]:.2f} / "
+            f"{machine.load_average[1]:.2f} / {machine.load_average[2]:.2f}.",
+            "",
+        ]
+    lines += [
+        "## Codec, per purchase (µs, best of rounds, one process)",
+        "",
+        "| step | ours | pyiso8583 | pyiso8583 / ours |",
+        "|---|---|---|---|",
+        f"| decode | {codec.ours_decode_us:.1f} | {codec.reference_decode_us:.1f} "
+        f"| {_times(codec.reference_decode_us, codec.ours_decode_us)} |",
+        f"| encode with MAC | {codec.ours_encode_us:.1f} | {codec.reference_encode_us:.1f} "
+        f"| {_times(codec.reference_encode_us, codec.ours_encode_us)} |",
+        "",
+        f"The acquirer core (check, decide, journal record, encode the answer): "
+        f"{codec.core_us:.1f} µs per purchase from the purse.",
+        "",
+        "## End to end (pipelined clients, loopback)",
+        "",
+        "| server | paid from | answers | /s | of baseline /s | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    base = next((run for run in runs if run.server == BASELINE_ISO), None)
+    for run in runs:
+        ratio = f"{run.per_second / base.per_second:.1%}" if base and base.per_second else "-"
+        account = "purse" if run.account == PURSE_ISO else "bank account"
+        lines.append(
+            f"| {run.server} | {account} | {run.requests:,} | {run.per_second:,.0f} | {ratio} "
+            f"| {_ms(run.p50_ms)} | {_ms(run.p99_ms)} | {_ms(run.max_ms)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_iso(report: IsoReport, directory: Path) -> None:
+    write_json(report, directory / "results.json")
+    text = iso_markdown(report.codec, report.runs, report.machine)
+    (directory / "summary.md").write_text(f"Command: `{report.command}`\n\n{text}")

@@ -7,6 +7,10 @@
     5. open loop at a fixed tap rate (gates only), on both
     6. results.json, latency.png, summary.md
 
+`onecard bench --iso` runs the ISO 8583 mode instead (bench/iso.py): our codec against
+pyiso8583 in process, then the switch's ISO channel against the ISO baseline server, all
+in the same run; results.json and summary.md.
+
 Every step runs a fresh load generator process (bench.loadgen); the two servers run for
 the whole session, so the switch's caches and journal carry over as they would in a day.
 """
@@ -28,6 +32,7 @@ import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bench import iso
 from bench.loadgen import DRAIN_SECONDS
 from bench.machine import describe
 from bench.options import BenchOptions
@@ -38,11 +43,13 @@ from bench.report import (
     SWEEP,
     SWITCH,
     TAPS,
+    IsoReport,
     Report,
     Step,
     targets,
     warnings,
     write_all,
+    write_iso,
 )
 from bench.servers import (
     BenchError,
@@ -267,12 +274,35 @@ def run(options: BenchOptions, command: str, console: Console | None = None) -> 
     return directory
 
 
+def run_iso(options: BenchOptions, command: str, console: Console | None = None) -> Path:
+    """The ISO 8583 mode; returns the directory holding its results."""
+    started = datetime.datetime.now().astimezone()
+    directory = options.results_dir / f"{started.strftime('%Y%m%d-%H%M%S')}-iso"
+    directory.mkdir(parents=True)
+    machine = describe(directory)
+    console = console or Console(stderr=True)
+    console.print(f"codec figures: {options.iso_messages:,} purchases per round")
+    codec = iso.per_message(options.iso_messages)
+    console.print(f"end to end: {options.duration_seconds:g} s per run, baseline then switch")
+    runs = iso.end_to_end(options.duration_seconds, options.pipeline_connections, options.depth)
+    report = IsoReport(
+        started_at=started.isoformat(timespec="seconds"),
+        command=command,
+        machine=machine,
+        options={key: str(value) for key, value in asdict(options).items()},
+        codec=codec,
+        runs=runs,
+    )
+    write_iso(report, directory)
+    return directory
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     options = BenchOptions.from_arguments(args)
     console = Console(stderr=True)
     command = shlex.join(["onecard", *sys.argv[1:]])
     try:
-        directory = run(options, command, console)
+        directory = (run_iso if options.iso else run)(options, command, console)
     except BenchError as exc:
         console.print(f"onecard bench: {exc}")
         return 1

@@ -1,6 +1,7 @@
 """ISO 8583:1987 for merchants, acquirers and partner banks (docs/iso8583.md).
 
-spec.py      the field specification (pyiso8583's 1987 one)
+spec.py      the field specification (pyiso8583's 1987 one, as our own table)
+fields.py    MTI, bitmaps and fields: our codec, agreeing with pyiso8583 on every message
 framing.py   the 2-byte length header
 mac.py       DE64/DE128
 codec.py     bytes in, messages out; messages in, framed bytes out

@@ -155,7 +155,11 @@ class BankSimulator:
         self.key = MacKey(key)
         self.behaviour = behaviour or Behaviour()
         self.port = 0
-        self._streams: set[anyio.abc.SocketStream] = set()
+        # One lock per connection: answers are written by the connection's reply tasks and
+        # by release() in the caller's task, and two tasks must never write one stream at
+        # once (trio and anyio refuse it with BusyResourceError, which took the whole
+        # simulator down when a late answer met the answer to a reversal).
+        self._streams: dict[anyio.abc.SocketStream, anyio.Lock] = {}
         self._withheld: list[tuple[anyio.abc.SocketStream, dict[str, str]]] = []
         self.signed_on = anyio.Event()
         self.sign_ons_total = 0
@@ -195,8 +199,12 @@ class BankSimulator:
         return len(self._withheld)
 
     async def _send(self, stream: anyio.abc.SocketStream, answer: dict[str, str]) -> None:
+        writing = self._streams.get(stream)
         try:
-            await stream.send(encode_message(answer, self.key))
+            if writing is None:
+                raise anyio.ClosedResourceError
+            async with writing:
+                await stream.send(encode_message(answer, self.key))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             log.info("%s: answer lost with its connection", self.host.bank_id)
 
@@ -204,7 +212,7 @@ class BankSimulator:
         if self.behaviour.down:
             await stream.aclose()
             return
-        self._streams.add(stream)
+        self._streams[stream] = anyio.Lock()
         codec = IsoCodec()
         try:
             async with anyio.create_task_group() as replies:
@@ -220,7 +228,7 @@ class BankSimulator:
                 except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                     pass
         finally:
-            self._streams.discard(stream)
+            self._streams.pop(stream, None)
             await stream.aclose()
 
     def _answer(self, stream: anyio.abc.SocketStream, message: IsoMessage) -> dict[str, str] | None:

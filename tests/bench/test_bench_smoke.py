@@ -13,8 +13,9 @@ import msgspec
 import pytest
 
 from bench import gcpause
+from bench.iso import BANK, PURSE
 from bench.mix import EXPECTED_CODES, RETRY, Mix, Role, TerminalScript
-from bench.report import BASELINE, SWITCH, Report
+from bench.report import BASELINE, SWITCH, IsoReport, Report
 from bench.servers import running, switch_command
 from protocols.terminal import ClientCodec, MacKey, ServerCodec
 from switch.config import EngineConfig
@@ -170,3 +171,28 @@ def test_locust_headless_against_a_live_switch(tmp_path: Path) -> None:
     assert int(total["Request Count"]) > 0
     assert int(total["Failure Count"]) == 0
     assert any(name.startswith("tap ") for name in rows)
+
+
+def test_bench_iso_mode_writes_its_outputs(tmp_path: Path) -> None:
+    command = [
+        *(sys.executable, "-m", "switch", "bench", "--iso"),
+        *("--results-dir", str(tmp_path), "--duration", "0.3", "--iso-messages", "50"),
+        *("--pipeline-connections", "2", "--depth", "2"),
+    ]
+    done = subprocess.run(
+        command, check=False, capture_output=True, timeout=BENCH_SECONDS, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    [directory] = tmp_path.iterdir()
+    report = msgspec.json.decode((directory / "results.json").read_bytes(), type=IsoReport)
+    codec = report.codec
+    assert min(codec.ours_decode_us, codec.reference_decode_us, codec.core_us) > 0
+    assert min(codec.ours_encode_us, codec.reference_encode_us) > 0
+    assert [(run.server, run.account) for run in report.runs] == [
+        (BASELINE, PURSE),
+        (SWITCH, PURSE),
+        (SWITCH, BANK),
+    ]
+    assert all(run.requests > 0 for run in report.runs)
+    summary = (directory / "summary.md").read_text()
+    assert "pyiso8583 / ours" in summary and "of baseline" in summary

@@ -47,6 +47,7 @@ class Banks:
     """One simulator per demo bank, serving for the whole test (across switch restarts)."""
 
     sims: dict[str, BankSimulator] = field(default_factory=dict)
+    failures: list[Exception] = field(default_factory=list)
 
     def config(self, **link: object) -> BanksConfig:
         links = [
@@ -59,16 +60,33 @@ class Banks:
         return sum(sim.host.total_fen(cards) for sim in self.sims.values())
 
 
+async def _serve(
+    sim: BankSimulator,
+    failures: list[Exception],
+    *,
+    task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """A simulator that fails is recorded, not let loose on the fixture's task group: that
+    group stays open across the test in anyio's runner task, and on trio a child's failure
+    cancels the runner task itself, which ends the run and hangs the fixtures' teardown."""
+    try:
+        await sim.serve(task_status=task_status)
+    except Exception as exc:
+        failures.append(exc)
+
+
 @pytest.fixture
 async def banks() -> AsyncIterator[Banks]:
     out = Banks()
     async with anyio.create_task_group() as group:
         for bank in BANKS:
             sim = BankSimulator(BankHost(bank), bank_key(bank))
-            await group.start(sim.serve)
+            await group.start(_serve, sim, out.failures)
             out.sims[bank] = sim
         yield out
         group.cancel_scope.cancel()
+    if out.failures:
+        raise ExceptionGroup("a bank simulator failed during the test", out.failures)
 
 
 @dataclass

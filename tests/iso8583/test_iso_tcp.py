@@ -13,7 +13,8 @@ import pytest
 
 from switch.banks.config import OnTimeout
 from tests.conftest import FakeClock
-from tests.iso8583.conftest import Banks, IsoSwitch, iso_switch, until
+from tests.iso8583.client import IsoClient
+from tests.iso8583.conftest import Banks, IsoSwitch, bank_key, iso_switch, until
 
 pytestmark = pytest.mark.anyio
 
@@ -120,12 +121,7 @@ async def test_preauth_partial_completion_and_expiry(iso: IsoSwitch) -> None:
     await client.aclose()
 
 
-async def test_late_reply_after_timeout(iso: IsoSwitch, anyio_backend_name: str) -> None:
-    if anyio_backend_name == "trio":
-        # Known bug (issue 6 note): inside the full suite, on trio, this test fails and its
-        # teardown hangs; alone it passes. Skipped on trio until it is found; the late-reply
-        # path itself is covered on trio by tests/iso8583/test_core.py with fake time.
-        pytest.skip("late reply over TCP on trio hangs inside the full suite (issue 6)")
+async def test_late_reply_after_timeout(iso: IsoSwitch) -> None:
     before = iso.money()
     sim = iso.sim_of(CARD)
     sim.behaviour.withhold.add(CARD)
@@ -236,3 +232,26 @@ async def test_metrics(iso: IsoSwitch) -> None:
     assert 'onecard_bank_link_up{bank="ABC"} 1.0' in text
     assert "onecard_saf_entries" in text and "onecard_saf_oldest_age_seconds" in text
     assert "onecard_standin_approvals_total" in text and CARD not in text
+
+
+async def test_bank_simulator_answers_from_two_tasks_at_once(banks: Banks) -> None:
+    """Late answers released by the test while the connection's reply tasks answer other
+    messages: one writer at a time per connection. Two at once raised BusyResourceError
+    and took the simulator down (the trio failure of test_late_reply_after_timeout)."""
+    sim = next(iter(banks.sims.values()))
+    bank_id = sim.host.bank_id
+    key = bank_key(bank_id)
+    cards = [f"X{n:08d}" for n in range(40)]
+    sim.behaviour.withhold.update(cards)
+    stream = await anyio.connect_tcp("127.0.0.1", sim.port)
+    reader = IsoClient(stream, "ONECARD", key)
+    await reader.send(*(reader.purchase(card, 100) for card in cards))
+    await until(lambda: sim.withheld == len(cards), "the bank to hold its answers")
+    echoes = [reader.message("0800", de70="301") for _ in range(40)]
+    async with anyio.create_task_group() as group:
+        group.start_soon(reader.send, *echoes)  # each answered by its own reply task
+        group.start_soon(sim.release)
+        answers = [await reader.receive() for _ in range(len(cards) + len(echoes))]
+    assert sorted(a["t"] for a in answers) == ["0210"] * len(cards) + ["0810"] * len(echoes)
+    assert reader.mac_failures == 0
+    await reader.aclose()
