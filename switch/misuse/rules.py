@@ -14,6 +14,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import msgspec
+
 from switch.journal.records import Decision
 from switch.misuse.config import MisuseConfig
 from switch.misuse.places import Position, distance_km
@@ -30,8 +32,11 @@ class Rule(enum.StrEnum):
     QR_AND_CHIP = "qr_and_chip"
 
 
-@dataclass(frozen=True, slots=True)
-class Use:
+class Use(msgspec.Struct, frozen=True, gc=False):
+    """A card's latest use. One per card for as long as the switch runs (a million or
+    more): untracked by the cyclic collector, which would otherwise walk them all at every
+    full collection. Scalars and a tuple of floats cannot form a cycle."""
+
     index: int
     time_ms: int
     position: Position | None

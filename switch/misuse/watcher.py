@@ -20,10 +20,12 @@ from switch.journal.records import Decision
 from switch.misuse.rules import MisuseRules
 from switch.store.tail import JournalTail
 
-# Decisions read per pass over the journal's tail.
-BATCH_RECORDS = 5_000
-# Shortest time between two passes.
-PASS_INTERVAL_SECONDS = 0.5
+# Decisions judged per pass. A pass runs on the event loop between answers, at about 10 us
+# per decision: 500 bounds it to ~5 ms. (5,000 per pass every 0.5 s stalled answers for
+# 15 ms at a time and set the switch's p99 at 3,000 requests/s: docs/performance.md.)
+BATCH_RECORDS = 500
+# Shortest time between two passes once caught up: often enough that a pass stays small.
+PASS_INTERVAL_SECONDS = 0.05
 
 
 class MisuseWatcher:
@@ -45,8 +47,12 @@ class MisuseWatcher:
             if self.next_index >= self.switch.journal.durable_position:
                 # Caught up. Waking once per journal group cost a pass per request at
                 # low load (docs/performance.md); the rules judge minutes, so waiting a
-                # little before the next pass loses nothing and batches many groups.
+                # little before the next pass loses nothing and batches a few groups.
                 await anyio.sleep(PASS_INTERVAL_SECONDS)
+            else:
+                # Behind: a pass from the feed never waits, so without this the whole
+                # backlog would be judged while every answer waits.
+                await anyio.lowlevel.checkpoint()
 
     async def step(self) -> int:
         """Judge the durable records not judged yet (one batch); returns flags raised."""
