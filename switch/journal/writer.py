@@ -2,20 +2,16 @@
 
 Appenders hand records to `Journal.append()` (synchronous, never blocks) and learn when
 they are on disk through `call_when_durable()` (a callback, for the asyncio hot path) or
-`await wait_durable()` (for tasks). `run()` is the only writer: each time the event loop
-gets to it, it takes everything appended since its last write, writes it with one write()
-and one fdatasync(), and releases every waiter the group covers. Requests that arrive
-during a sync wait in the kernel's socket buffers; the loop reads and decides them all
-after it, and they form the next group: the fsync cost is shared by every request that
-arrived meanwhile.
+`await wait_durable()` (for tasks). `run()` starts the only writer, a thread of its own: it
+takes everything appended since its last write, writes it with one write() and one
+fdatasync(), then hands the group back to the event loop, which releases every waiter the
+group covers. While one group is being synced the next one gathers, so the fsync cost is
+shared by every request that arrived meanwhile.
 
-The write and the sync run in the event loop's own thread, as Redis does with
-`appendfsync always`, and block it for the sync (0.4 ms typical, a few ms at p99 on our
-disks). A worker thread would let the loop decide during the sync, but handing each group
-to a thread and back cost 60-150 us of CPU per group (bench: docs/performance.md), which
-at low load, when every request is a group of its own, was more than the request itself;
-and nothing the loop could do meanwhile gets an answer out sooner. Timers (bank links,
-keep-alives) see at most one sync of delay.
+A dedicated thread rather than `anyio.to_thread` per group: at low load every request is
+a group of its own, and the worker-pool hand-off (a capacity limiter, a queue, a Python
+Condition) cost more CPU than the write. Here the loop wakes the thread by releasing a
+lock, and the thread wakes the loop with one call_soon_threadsafe / run_sync_soon.
 
 A failed write or fsync raises JournalFailed out of run(): after a failed fsync the kernel
 may have dropped the dirty pages, so the only safe move is to stop and recover from disk.
@@ -23,7 +19,9 @@ may have dropped the dirty pages, so the only safe move is to stop and recover f
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import anyio
+import sniffio
 
 from switch.errors import JournalFailed
 from switch.journal.feed import RECORDS_MAX as FEED_RECORDS_MAX
@@ -91,7 +90,15 @@ class Journal:
         self._pending_first_chain = recovered.last_chain  # before the pending group
         self._waiters: deque[tuple[int, Callable[[], None]]] = deque()
         self._feeds: list[JournalFeed] = []
-        self._wakeup: anyio.Event | None = None
+        # Guards what append() and the writer thread both touch: the pending group and
+        # the chain/position it ends at. Held for list operations only, never for I/O.
+        self._lock = threading.Lock()
+        # Released (under _lock, once) when work arrives for the writer thread; the thread
+        # blocks acquiring it. A plain lock: waking a thread through it costs no Python code.
+        self._work = threading.Lock()
+        self._work.acquire()
+        self._work_posted = False
+        self._stopping = False
         self._failed: BaseException | None = None
         self._groups_total = 0
         self._bytes_written_total = 0
@@ -118,15 +125,15 @@ class Journal:
         if count:
             for feed in self._feeds:
                 feed.push(self._appended, records)
-            self._pending_last_offset = last_offset
-            self._pending.append(data)
-            self._pending_bytes += len(data)
-            self._appended += count
-            self._chain = chain
-            wakeup = self._wakeup
-            if wakeup is not None:
-                self._wakeup = None
-                wakeup.set()
+            with self._lock:
+                self._pending_last_offset = last_offset
+                self._pending.append(data)
+                self._pending_bytes += len(data)
+                self._appended += count
+                self._chain = chain
+                if not self._work_posted:
+                    self._work_posted = True
+                    self._work.release()
         return self._appended
 
     def feed(self, records_max: int = FEED_RECORDS_MAX) -> JournalFeed:
@@ -182,23 +189,58 @@ class Journal:
         """Write groups until cancelled. Cancel only after flush(): a cancelled run leaves
         appended records unwritten (they were never acknowledged, so nothing is lost).
         Raises JournalFailed when a write or a sync fails."""
+        failed = anyio.Event()
+        post = _loop_poster()
+        thread = threading.Thread(
+            target=self._write_groups, args=(post, failed.set), name="journal writer", daemon=True
+        )
+        with self._lock:
+            self._stopping = False
+        thread.start()
+        try:
+            await failed.wait()
+            raise JournalFailed(f"journal write failed: {self._failed}") from self._failed
+        finally:
+            with self._lock:
+                self._stopping = True
+                if not self._work_posted:
+                    self._work_posted = True
+                    self._work.release()
+            # The thread may be inside a write: it must be out before anyone closes the fd.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(thread.join)
+
+    def _write_groups(self, post: Callable[..., object], failed: Callable[[], None]) -> None:
+        """The writer thread: wait for work, write and sync it, hand it to the loop."""
         while True:
-            if not self._pending:
-                wakeup = self._wakeup = anyio.Event()
-                await wakeup.wait()
-                continue
-            # Woken from inside a read's callback, this runs once the loop has handled
-            # every read that was ready with it: they are all in the group.
-            self.write_now()
-            # Give the loop its turn: the answers go out and the next reads come in.
-            await anyio.lowlevel.checkpoint()
+            self._work.acquire()
+            with self._lock:
+                self._work_posted = False
+                if self._stopping:
+                    return
+                if not self._pending:
+                    continue
+                group = self._take_group()
+            started = time.perf_counter()
+            try:
+                self._write_group(*group[:3])
+            except OSError as exc:
+                self._failed = exc
+                post(failed)
+                return
+            post(self._group_done, group, started)
 
     def write_now(self) -> None:
-        """Write and sync everything appended, in the caller's thread (the event loop's,
-        or a simulation's or tool's)."""
-        if not self._pending:
-            return
-        group = self._take_group()
+        """Write and sync everything appended, in the caller's thread: for deterministic
+        simulation and tools, never on the event loop of a serving switch (nor beside a
+        running writer thread)."""
+        with self._lock:
+            if not self._pending:
+                return
+            group = self._take_group()
+            if self._work_posted:  # no thread will take it: back to "no work"
+                self._work_posted = False
+                self._work.acquire()
         started = time.perf_counter()
         try:
             self._write_group(*group[:3])
@@ -207,7 +249,8 @@ class Journal:
         self._group_done(group, started)
 
     def _take_group(self) -> tuple[bytes, int, bytes, int]:
-        """(bytes, first index, chain before it, end position) of everything pending."""
+        """(bytes, first index, chain before it, end position) of everything pending;
+        called with _lock held."""
         # The group's last record says so on disk: recovery needs it to tell a torn write
         # (only ever the last group) from damage in a group that was acknowledged.
         self._pending[-1] = mark_group_end(self._pending[-1], self._pending_last_offset)
@@ -272,7 +315,7 @@ class Journal:
         finally:
             journal.close()
 
-    # -- writing -------------------------------------------------------------------------
+    # -- worker thread -------------------------------------------------------------------
 
     def _write_group(self, data: bytes, first_index: int, prev_chain: bytes) -> None:
         if self._segment_bytes + len(data) > self._segment_bytes_max and (
@@ -301,3 +344,12 @@ class Journal:
         finally:
             os.close(directory_fd)
         return fd
+
+
+def _loop_poster() -> Callable[..., object]:
+    """How a foreign thread asks the running event loop to call `f(*args)` soon."""
+    if sniffio.current_async_library() == "trio":
+        import trio  # noqa: PLC0415 - only when the switch runs on trio
+
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    return asyncio.get_running_loop().call_soon_threadsafe

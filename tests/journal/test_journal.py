@@ -11,6 +11,7 @@ import errno
 import logging
 import os
 import shutil
+import threading
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -134,6 +135,24 @@ class RecordingFdatasync:
         self.log.append("fdatasync")
 
 
+class GatedFdatasync:
+    """os.fdatasync whose first call holds the writer's thread until `release` is set,
+    so a test can append while a group is being synced."""
+
+    def __init__(self, real: Callable[[int], None]) -> None:
+        self.real = real
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def __call__(self, fd: int) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            self.release.wait()
+        self.real(fd)
+
+
 class FailingFdatasync:
     """os.fdatasync on a disk that has gone bad."""
 
@@ -201,27 +220,25 @@ async def test_appends_before_the_writer_runs_are_written_as_one_group(tmp_path:
 
 
 @pytest.mark.anyio
-async def test_appends_made_while_a_group_completes_gather_into_the_next_group(
+async def test_appends_during_a_sync_gather_into_the_next_group(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log: list[str] = []
-    monkeypatch.setattr(os, "fdatasync", RecordingFdatasync(log, os.fdatasync))
+    gate = GatedFdatasync(os.fdatasync)
+    monkeypatch.setattr(os, "fdatasync", gate)
     async with writing(tmp_path) as journal:
-
-        def answered() -> None:
-            # What an adapter does when an answer goes out: the next requests are decided
-            # and appended before the writer's next turn.
-            log.append("answered")
+        try:
+            journal.append(decisions(0, 1))
+            await anyio.to_thread.run_sync(gate.entered.wait)  # group 1 is being synced
             for record in decisions(1, 5):
                 journal.append([record])
+            assert journal.durable_position == 0
+        finally:
+            gate.release.set()  # a held writer thread would hang the test on failure
+        await journal.flush()
 
-        journal.call_when_durable(journal.append(decisions(0, 1)), answered)
-        await journal.flush()  # the first record
-        await journal.flush()  # and the 5 appended once it was durable
-
-    assert log == ["fdatasync", "answered", "fdatasync"]
     assert journal.statistics().groups_total == 2
     assert (journal.group_records.count, journal.group_records.total) == (2, 6)
+    assert gate.calls == 2
     replayed, _report = recover_all(tmp_path)
     assert replayed == list(enumerate(decisions(0, 6)))
 
