@@ -4,7 +4,9 @@ the issue's targets, and every reason to doubt a figure)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -47,6 +49,36 @@ class Step(msgspec.Struct, frozen=True):
     regime: str  # PEAK_PIPELINED | PEAK_ONE_IN_FLIGHT | SWEEP | TAPS
     fraction: float | None  # sweep steps: of the switch's peak
     result: LoadResult
+    # Wall clock (Unix seconds) around the generator's run: warm-up, window and drain.
+    started_unix: float = 0.0
+    ended_unix: float = 0.0
+
+
+# The switch's log says when a snapshot child starts and when it is done
+# (switch/snapshotter.py); asctime is the local time of this same machine.
+_SNAPSHOT_LINE = re.compile(
+    r"^(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ \S+ onecard\.snapshot: "
+    r"snapshot at record \d+(?::| written by| failed) .*?child (?P<pid>\d+)"
+    r"(?P<started> writing)?"
+)
+
+
+def snapshot_windows(log_text: str, end_unix: float) -> list[tuple[float, float]]:
+    """(start, end) Unix seconds of each snapshot child the switch's log names; a child
+    still writing when the log ends runs to `end_unix`."""
+    started: dict[str, float] = {}
+    windows = []
+    for line in log_text.splitlines():
+        match = _SNAPSHOT_LINE.match(line)
+        if match is None:
+            continue
+        at = time.mktime(time.strptime(match["at"], "%Y-%m-%d %H:%M:%S"))
+        if match["started"]:
+            started[match["pid"]] = at
+        elif match["pid"] in started:
+            windows.append((started.pop(match["pid"]), at + 1.0))  # the log rounds down
+    windows.extend((at, end_unix) for at in started.values())
+    return sorted(windows)
 
 
 class Target(msgspec.Struct, frozen=True):
@@ -132,12 +164,18 @@ def targets(steps: list[Step]) -> list[Target]:
     return out
 
 
-def warnings(steps: list[Step]) -> list[str]:
-    """Every reason a figure may not mean what it seems to."""
+def warnings(steps: list[Step], snapshots: Sequence[tuple[float, float]] = ()) -> list[str]:
+    """Every reason a figure may not mean what it seems to. `snapshots`: when the switch
+    had a snapshot child writing (snapshot_windows)."""
     out = []
     for step in steps:
         r = step.result
         problems = []
+        if any(start < step.ended_unix and step.started_unix < end for start, end in snapshots):
+            problems.append(
+                "a switch snapshot child was writing during the step "
+                "(a core's worth of other CPU; docs/performance.md)"
+            )
         if step.server == SWITCH:
             # Only the switch answers by the rules; the baseline approves everything unsigned.
             if r.unexpected_answers:

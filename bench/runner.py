@@ -46,6 +46,7 @@ from bench.report import (
     IsoReport,
     Report,
     Step,
+    snapshot_windows,
     targets,
     warnings,
     write_all,
@@ -139,11 +140,12 @@ class Session:
             server_pid=server.pid,
             card_start=self.card_position,
         )
+        started_unix = time.time()
         result = self._generate(spec, f"{len(self.steps) + 1:02d}-{name.replace(' ', '-')}", name)
         self.card_position += result.cards_used
         if server.process.poll() is not None:
             raise BenchError(f"{server_name} exited during {name}; see {server.log}")
-        step = Step(name, server_name, regime, fraction, result)
+        step = Step(name, server_name, regime, fraction, result, started_unix, time.time())
         self.steps.append(step)
         return step
 
@@ -266,7 +268,9 @@ def run(options: BenchOptions, command: str, console: Console | None = None) -> 
         sweep_peak_per_second=peak,
         steps=session.steps,
         targets=targets(session.steps),
-        warnings=warnings(session.steps),
+        warnings=warnings(
+            session.steps, snapshot_windows(switch.log.read_text(errors="replace"), time.time())
+        ),
     )
     write_all(report, directory)
     if not options.keep_data:

@@ -78,6 +78,10 @@ async def take_snapshots(
                 code = 0
             finally:
                 os._exit(code)
+        # Said when it starts, not only when it ends: the child takes a core for as long
+        # as it pickles (a minute for a million cards), and whoever reads latencies from
+        # that minute (onecard bench's warnings) needs to know it was there.
+        log.info("snapshot at record %d: child %d writing", position, pid)
         _, status = await anyio.to_thread.run_sync(os.waitpid, pid, 0)
         if os.waitstatus_to_exitcode(status) == 0:
             last = position
