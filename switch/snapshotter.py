@@ -27,6 +27,8 @@ log = logging.getLogger("onecard.snapshot")
 SNAPSHOT_RECORDS_MIN = 500_000
 # How often the switch considers taking one.
 SNAPSHOT_CHECK_SECONDS = 30.0
+# The snapshot child's niceness increment: the lowest priority there is (Linux: 19).
+SNAPSHOT_CHILD_NICENESS = 19
 
 
 def snapshot_now(switch: Switch) -> None:
@@ -68,6 +70,9 @@ async def take_snapshots(
         if pid == 0:  # the child: write and leave without running anything of the parent's
             code = 1
             try:
+                # Background work: pickling a million cards takes a core for a minute,
+                # and the switch answering terminals must win every contest for the CPU.
+                os.nice(SNAPSHOT_CHILD_NICENESS)
                 snapshot.write(
                     journal.directory.parent / snapshot.DIRECTORY,
                     switch.engine,

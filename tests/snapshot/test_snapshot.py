@@ -4,8 +4,10 @@ fit (tampered, ahead of the journal, another configuration) is never used."""
 from __future__ import annotations
 
 import logging
+import os
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
@@ -17,8 +19,11 @@ from switch.config import Config, EngineConfig, ServerConfig
 from switch.core import open_switch
 from switch.keystore import KeyStore
 from switch.service import run_service
-from switch.snapshotter import take_snapshots
+from switch.snapshotter import SNAPSHOT_CHILD_NICENESS, take_snapshots
 from tests.conftest import FakeClock
+
+# Linux's lowest priority: niceness stops there however much is added.
+NICENESS_MAX = 19
 
 pytestmark = pytest.mark.anyio
 CONFIG = Config(engine=EngineConfig(), server=ServerConfig(port=0, metrics_port=0))
@@ -135,3 +140,28 @@ async def test_a_forked_child_writes_snapshots_while_the_switch_serves(
     found = snapshot.read(snapshot.candidates(directory)[0], keys.journal, keys.terminals)
     assert found is not None and found.position == switch.journal.appended_position
     assert found.engine.cards.keys() == switch.engine.cards.keys()
+
+
+async def test_the_snapshot_child_runs_at_the_lowest_priority(
+    data_dir: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = data_dir / "child-niceness"
+    write = snapshot.write
+    parent = os.nice(0)
+
+    def write_noting_niceness(*args: Any) -> Path:
+        seen.write_text(str(os.nice(0)))  # runs in the forked child
+        return write(*args)
+
+    monkeypatch.setattr(snapshot, "write", write_noting_niceness)
+    switch = open_switch(data_dir, CONFIG, clock)
+    async with anyio.create_task_group() as group:
+        group.start_soon(switch.journal.run)
+        group.start_soon(partial(take_snapshots, switch, records_min=0, check_seconds=0.01))
+        with anyio.fail_after(20):
+            while not snapshot.candidates(data_dir / snapshot.DIRECTORY):
+                await anyio.sleep(0.01)
+        group.cancel_scope.cancel()
+    switch.journal.close()
+    assert int(seen.read_text()) == min(parent + SNAPSHOT_CHILD_NICENESS, NICENESS_MAX)
+    assert os.nice(0) == parent  # the switch itself keeps its priority
