@@ -45,11 +45,15 @@ from settlement.positions import CyclePositions, build_positions
 from settlement.records import CycleClosed, CycleSettled
 from settlement.state import SettlementState
 from settlement.tally import SegmentJob, Tally, tally_segment
+from switch.durable import fsync_directory, write_atomically
 from switch.journal.segment import SUFFIX, segment_paths
 
 log = logging.getLogger("onecard.settlement")
 
 CYCLES = "cycles"
+# Settlement files, reports and reconciliations: owner and group (the bank-file transfer
+# job) read them; they hold masked accounts and money, so nobody else does.
+SETTLEMENT_FILE_MODE = 0o640
 # Progress callback: (records read so far, records to read).
 Progress = Callable[[int, int], None]
 
@@ -404,28 +408,7 @@ def write_cycle_files(directory: Path, files: CycleFiles) -> None:
                 continue
         except FileNotFoundError:
             pass
-        _write_atomically(path, data)
+        write_atomically(path, data, SETTLEMENT_FILE_MODE)
     if existing is None:
-        _write_atomically(manifest_path, files.manifest)
-    _fsync_directory(directory)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        write_atomically(manifest_path, files.manifest, SETTLEMENT_FILE_MODE)
+    fsync_directory(directory)

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import os
 from pathlib import Path
 
 import anyio
 import msgspec
 
 from settlement.config import SettlementConfig
-from settlement.cycle import SettledCycle, cycle_directory
+from settlement.cycle import SETTLEMENT_FILE_MODE, SettledCycle, cycle_directory
 from settlement.errors import SettlementStoreError
 from settlement.files import MANIFEST, SUMMARY_FILE, Summary
 from settlement.reconcile import ReconciliationResult, render_report
+from switch.durable import write_atomically
 
 RECONCILIATION = "reconciliation"
 
@@ -99,9 +99,7 @@ class EmbeddedStore(SettlementStore):
             (path, msgspec.json.encode(result) + b"\n"),
             (path.with_suffix(".csv"), render_report(result)),
         ):
-            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            temporary.write_bytes(data)
-            temporary.replace(target)
+            write_atomically(target, data, SETTLEMENT_FILE_MODE)
 
     async def reconciliation(self, cycle: int, bank: str) -> ReconciliationResult | None:
         path = self._run_path(cycle, bank)

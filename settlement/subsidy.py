@@ -39,12 +39,14 @@ from typing import NamedTuple, Protocol
 import anyio
 
 from settlement.config import SettlementConfig
+from settlement.cycle import SETTLEMENT_FILE_MODE
 from settlement.errors import BatchRefused, FileFormatError
 from settlement.records import SubsidyCredit, SubsidyCredited, SubsidyRejection
 from settlement.state import SettlementState
 from switch.core import Switch
 from switch.domain.identifiers import citizen_id_token, mask_citizen_id, normalise_citizen_id
 from switch.domain.model import CardStatus
+from switch.durable import write_atomically
 from switch.engine import Engine
 from switch.errors import InvalidIdentifier
 
@@ -450,9 +452,7 @@ def report_path(settlement_dir: Path, batch_id: str) -> Path:
 def write_report(settlement_dir: Path, prepared: SubsidyImport) -> Path:
     path = report_path(settlement_dir, prepared.batch.batch_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(prepared.report)
-    temporary.replace(path)
+    write_atomically(path, prepared.report, SETTLEMENT_FILE_MODE)
     return path
 
 

@@ -20,7 +20,6 @@ data directories keep working, and `save()` writes them out from then on.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocols.terminal.mac import KEY_SIZE
+from switch.durable import write_atomically
 from switch.errors import ConfigError
 
 FILE_NAME = "keys.json"
@@ -74,7 +74,6 @@ class KeyStore:
 
     def save(self, directory: Path) -> None:
         path = directory / FILE_NAME
-        temporary = path.with_suffix(".tmp")
         document = {
             "holder_secret": self.holder_secret.hex(),
             "journal_key": self.journal.hex(),
@@ -85,12 +84,7 @@ class KeyStore:
             "data_keys": {str(kid): key.hex() for kid, key in sorted(self.data_keys.items())},
             "pin_pepper": self.pin_pepper.hex(),
         }
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as file:
-            json.dump(document, file, indent=1)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        write_atomically(path, json.dumps(document, indent=1).encode())
 
     @classmethod
     def load(cls, directory: Path) -> KeyStore:

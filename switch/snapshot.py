@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
 import pickle
 import struct
 from collections.abc import Mapping
@@ -37,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocols.terminal.mac import MacKey
+from switch.durable import fsync_directory, write_atomically
 from switch.engine import Engine
 
 log = logging.getLogger("onecard.snapshot")
@@ -117,21 +117,8 @@ def write(directory: Path, engine: Engine, position: int, chain: bytes, key: byt
     directory.mkdir(parents=True, exist_ok=True)
     data = encode(engine, position, chain, key)
     path = directory / f"{position:020d}{SUFFIX}"
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    directory_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(directory_fd)
-    finally:
-        os.close(directory_fd)
+    write_atomically(path, data)
+    fsync_directory(directory)
     for old in sorted(directory.glob("*" + SUFFIX))[:-KEEP]:
         old.unlink()
     return path

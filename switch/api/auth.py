@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from switch.durable import write_atomically
 from switch.errors import ConfigError
 from switch.privacy.purposes import Role
 
@@ -52,19 +52,13 @@ class Tokens:
 
     def save(self, directory: Path) -> None:
         path = directory / FILE_NAME
-        temporary = path.with_suffix(".tmp")
         document = {
             "tokens": {
                 digest: {"principal": p.name, "role": p.role.value}
                 for digest, p in sorted(self._by_digest.items())
             }
         }
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as file:
-            json.dump(document, file, indent=1)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        write_atomically(path, json.dumps(document, indent=1).encode())
 
     @classmethod
     def load(cls, directory: Path) -> Tokens:

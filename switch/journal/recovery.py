@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from switch.durable import fsync_directory
 from switch.errors import JournalCorrupt, SnapshotMismatch
 from switch.journal.records import Record, decoder
 from switch.journal.segment import (
@@ -177,14 +178,6 @@ def check_header(path: Path, data: bytes, next_index: int, prev_chain: bytes) ->
         raise JournalCorrupt(f"{path.name}: does not chain from the previous segment's last record")
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def recover(
     directory: Path,
     apply: Callable[[int, Record], None],
@@ -226,7 +219,7 @@ def recover(
                 path.unlink()
                 # Records appended after this point go to the previous segment; should the
                 # removal not survive a crash, the stale name would then read as a gap.
-                _fsync_directory(directory)
+                fsync_directory(directory)
                 paths.pop()
                 break
             raise JournalCorrupt(f"{path.name}: shorter than its header")

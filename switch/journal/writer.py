@@ -32,6 +32,7 @@ from typing import NoReturn
 import anyio
 import sniffio
 
+from switch.durable import fsync_directory
 from switch.errors import JournalFailed
 from switch.journal.feed import RECORDS_MAX as FEED_RECORDS_MAX
 from switch.journal.feed import JournalFeed
@@ -338,11 +339,7 @@ class Journal:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         os.write(fd, segment_header(first_index, prev_chain))
         os.fsync(fd)
-        directory_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_fd)  # the new name itself must survive a crash
-        finally:
-            os.close(directory_fd)
+        fsync_directory(self.directory)  # the new name itself must survive a crash
         return fd
 
 

@@ -1,0 +1,37 @@
+"""Files that survive a crash whole or not at all, for everything the switch writes beside
+the journal (snapshots, keys, tokens, settlement files and reports).
+
+A file is written under a temporary name beside its place, synced, then renamed over it:
+a reader sees the old file or the new one, never half of one. The rename itself lives in
+the directory, so callers that must know the new name survives a crash sync the directory
+too (fsync_directory), once per batch of files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    # Hidden and per-process: a temporary left by a crash is never taken for the file, and
+    # two processes writing the same path never write into each other's temporary.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make the names in `directory` (new, renamed, removed) survive a crash."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
