@@ -1,8 +1,8 @@
 """The switch as the network adapters see it: engine + journal + channel statistics.
 
-`open_switch()` recovers the caches from the journal; `Switch.process()` is the one call an
-adapter makes per read. Both adapters (asyncio Protocol, trio streams) share it, so the
-hot-path logic exists once.
+`open_switch()` recovers the caches from the journal; `Switch.process_reads()` is the one
+call an adapter makes per batch of reads (`process()` for a single read). Both adapters
+(asyncio Protocol, trio streams) share it, so the hot-path logic exists once.
 """
 
 from __future__ import annotations
@@ -83,17 +83,27 @@ class Switch:
 
     def process(self, frames: list[RequestFrame | RejectedFrame]) -> tuple[bytes, int]:
         """Decide one read's frames; returns the answers and the journal position they
-        must wait for. The position covers everything appended so far, not only this
-        batch: a retry answered from the idempotency window must not overtake the still
-        undurable original."""
+        must wait for (process_reads with one read)."""
+        outs, position = self.process_reads([frames])
+        return outs[0], position
+
+    def process_reads(
+        self, reads: list[list[RequestFrame | RejectedFrame]]
+    ) -> tuple[list[bytes], int]:
+        """Decide the frames of several reads (from any connections) as one batch: one
+        engine pass, one journal append. Returns each read's answers, in order, and the
+        journal position they must all wait for. The position covers everything appended
+        so far, not only this batch: a retry answered from the idempotency window must
+        not overtake the still undurable original."""
         records: list[Record] = []
         started = time.perf_counter()
-        out = self.engine.authorise(frames, self.clock(), records)
+        now_ms = self.clock()
+        authorise = self.engine.authorise
+        outs = [authorise(frames, now_ms, records) for frames in reads]
         position = self.journal.append(records)
-        self.stats.authorise_seconds.observe(
-            (time.perf_counter() - started) / len(frames), len(frames)
-        )
-        return out, position
+        count = sum(map(len, reads))
+        self.stats.authorise_seconds.observe((time.perf_counter() - started) / count, count)
+        return outs, position
 
     def submit(self, records: list[Record]) -> int:
         """Apply administrative records (fare tables, status changes) to the caches and

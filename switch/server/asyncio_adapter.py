@@ -1,9 +1,15 @@
 """The terminal hot path on asyncio (uvloop in production).
 
-One `data_received` decodes every complete frame of the read, the engine decides them as
-one batch, the decisions join the journal's next group, and the answers are written once
-that group is durable: one write per connection per journal group, however many reads
+`data_received` decodes every complete frame of the read and hands them to the loop's
+batch; once per event-loop iteration the batch decides the frames of every connection
+that was readable as one engine pass and one journal append, and the answers are written
+once that group is durable: one write per connection per journal group, however many reads
 the group covered. No task, future or per-request object beyond the decoded message.
+
+Batching across connections is what keeps an open-loop request cheap: gates send one
+request at a time, so a read rarely carries more than one, but one iteration of the loop
+often sees a dozen readable connections, and deciding them together costs about half as
+much CPU per request as deciding each alone (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import anyio
 import anyio.abc
 
 from protocols.errors import LocalProtocolError
-from protocols.terminal.codec import RejectedFrame, ServerCodec
+from protocols.terminal.codec import RejectedFrame, RequestFrame, ServerCodec
 from switch.core import CONNECTIONS_MAX, IN_FLIGHT_MAX, LINGER_SECONDS_MAX, Switch
 from switch.ops.logs import correlate
 
@@ -28,32 +34,108 @@ LINGER_POLL_SECONDS = 0.01
 # after a network blip must not be refused.
 LISTEN_BACKLOG = 4096
 
+Frames = list[RequestFrame | RejectedFrame]
+
+
+class LoopBatch:
+    """The reads of one event-loop iteration, from every connection: decided together
+    after the loop has delivered all of that iteration's reads (call_soon runs after
+    them), answered together when their journal group is durable, and written out with
+    one write per connection."""
+
+    __slots__ = (
+        "_dirty",
+        "_first_read",
+        "_flush_scheduled",
+        "_loop",
+        "_protocols",
+        "_reads",
+        "_switch",
+    )
+
+    def __init__(self, switch: Switch, loop: asyncio.AbstractEventLoop) -> None:
+        self._switch = switch
+        self._loop = loop
+        self._protocols: list[TerminalProtocol] = []
+        self._reads: list[Frames] = []
+        self._first_read = 0.0
+        # Connections with answers in their outbox and a write to come.
+        self._dirty: list[TerminalProtocol] = []
+        self._flush_scheduled = False
+
+    def add(self, protocol: TerminalProtocol, frames: Frames) -> None:
+        if not self._reads:
+            self._first_read = time.perf_counter()
+            self._loop.call_soon(self._decide)
+        self._protocols.append(protocol)
+        self._reads.append(frames)
+
+    def _decide(self) -> None:
+        protocols, reads = self._protocols, self._reads
+        self._protocols, self._reads = [], []
+        first_read = self._first_read
+        outs, position = self._switch.process_reads(reads)
+        self._switch.journal.call_when_durable(
+            position, lambda: self._deliver(protocols, reads, outs, first_read)
+        )
+
+    def _deliver(
+        self,
+        protocols: list[TerminalProtocol],
+        reads: list[Frames],
+        outs: list[bytes],
+        first_read: float,
+    ) -> None:
+        dirty = self._dirty
+        for protocol, frames, out in zip(protocols, reads, outs, strict=True):
+            protocol.answered(out, len(frames))
+            if not protocol.dirty:
+                protocol.dirty = True
+                dirty.append(protocol)
+        # From the batch's first read: an upper bound for the later reads of the iteration.
+        self._switch.stats.request_seconds.observe(
+            time.perf_counter() - first_read, sum(map(len, reads))
+        )
+        if not self._flush_scheduled:
+            # After every waiter of the group has delivered: one write per connection.
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for protocol in dirty:
+            protocol.dirty = False
+            protocol.flush()
+
 
 class TerminalProtocol(asyncio.Protocol):
     __slots__ = (
+        "_batch",
         "_closing_after_send",
         "_codec",
         "_connection_id",
         "_connections",
         "_draining",
-        "_flush_scheduled",
         "_in_flight",
-        "_loop",
         "_outbox",
         "_paused",
         "_switch",
         "_transport",
         "_write_blocked",
+        "dirty",
     )
 
-    def __init__(self, switch: Switch, connections: set[TerminalProtocol]) -> None:
+    def __init__(
+        self, switch: Switch, connections: set[TerminalProtocol], batch: LoopBatch
+    ) -> None:
         self._switch = switch
         self._connections = connections
+        self._batch = batch
         self._codec = ServerCodec()
         self._transport: asyncio.Transport | None = None
-        self._loop = asyncio.get_running_loop()
         self._outbox: list[bytes] = []
-        self._flush_scheduled = False
+        self.dirty = False  # answers in the outbox, a flush to come (LoopBatch)
         self._in_flight = 0
         self._paused = False
         self._closing_after_send = False
@@ -84,7 +166,6 @@ class TerminalProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._draining:
             return  # shutting down: read only so that closing sends FIN, not RST
-        received = time.perf_counter()
         try:
             self._codec.receive_data(data)
         except LocalProtocolError:
@@ -92,38 +173,28 @@ class TerminalProtocol(asyncio.Protocol):
         frames = self._codec.next_frames()
         if not frames:
             return
-        switch = self._switch
-        out, position = switch.process(frames)
-        count = len(frames)
+        self._batch.add(self, frames)
+        self._in_flight += len(frames)
         last = frames[-1]
-        fatal = type(last) is RejectedFrame and last.error.fatal
-        self._in_flight += count
-        if fatal:
-            assert type(last) is RejectedFrame  # what `fatal` says; for the type checker
+        if type(last) is RejectedFrame and last.error.fatal:
             self._closing_after_send = True
-            switch.stats.connections_closed_for_errors_total += 1
+            self._switch.stats.connections_closed_for_errors_total += 1
             log.warning(
                 "closing a connection whose bytes cannot be framed: %s",
                 last.error,
                 extra=correlate(connection=self._connection_id, seq=last.seq),
             )
             self.pause_reading()
-        elif self._in_flight > IN_FLIGHT_MAX or switch.journal.congested:
+        elif self._in_flight > IN_FLIGHT_MAX or self._switch.journal.congested:
             self.pause_reading()
 
-        def deliver() -> None:
-            self._outbox.append(out)
-            self._in_flight -= count
-            switch.stats.request_seconds.observe(time.perf_counter() - received, count)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self._loop.call_soon(self._flush)
+    def answered(self, out: bytes, count: int) -> None:
+        """`count` requests decided and durable; `out` their answers (LoopBatch)."""
+        self._outbox.append(out)
+        self._in_flight -= count
 
-        switch.journal.call_when_durable(position, deliver)
-
-    def _flush(self) -> None:
-        # Runs after every waiter of the group has delivered: one write for all of them.
-        self._flush_scheduled = False
+    def flush(self) -> None:
+        """Write the outbox: once per journal group, after all of it has been answered."""
         transport = self._transport
         outbox = self._outbox
         self._outbox = []
@@ -206,8 +277,9 @@ async def serve_asyncio(
     decided request get its answer once durable, close. Cancellation aborts instead."""
     loop = asyncio.get_running_loop()
     connections: set[TerminalProtocol] = set()
+    batch = LoopBatch(switch, loop)
     server = await loop.create_server(
-        lambda: TerminalProtocol(switch, connections), host, port, backlog=LISTEN_BACKLOG
+        lambda: TerminalProtocol(switch, connections, batch), host, port, backlog=LISTEN_BACKLOG
     )
     try:
         bound_port: int = server.sockets[0].getsockname()[1]
