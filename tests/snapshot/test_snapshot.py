@@ -13,10 +13,12 @@ import anyio
 import msgspec
 import pytest
 
+from protocols.terminal.mac import MacKey
 from switch import snapshot
 from switch.client import TerminalClient
 from switch.config import Config, EngineConfig, ServerConfig
 from switch.core import open_switch
+from switch.domain.model import Card, CardStatus
 from switch.keystore import KeyStore
 from switch.service import run_service
 from switch.snapshotter import SNAPSHOT_CHILD_NICENESS, take_snapshots
@@ -165,3 +167,46 @@ async def test_the_snapshot_child_runs_at_the_lowest_priority(
     switch.journal.close()
     assert int(seen.read_text()) == min(parent + SNAPSHOT_CHILD_NICENESS, NICENESS_MAX)
     assert os.nice(0) == parent  # the switch itself keeps its priority
+
+
+def test_a_snapshot_holds_every_card_and_e_card_binding_as_it_was(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    switch = open_switch(data_dir, CONFIG, clock)
+    keys = KeyStore.load(data_dir)
+    engine = switch.engine
+    card = engine.cards["X00000007"]
+    card.debt_fen, card.purse_fen = 130, 77  # values the demo data never has
+    card.status = CardStatus.SUSPENDED
+    data = snapshot.encode(engine, 1, bytes(16), keys.journal)
+    switch.journal.close()
+    path = data_dir / "copy.snapshot"
+    path.write_bytes(data)
+
+    loaded = snapshot.read(path, keys.journal, keys.terminals)
+
+    assert loaded is not None
+    again = loaded.engine
+    slots = Card.__slots__
+    assert {n: [getattr(c, s) for s in slots] for n, c in again.cards.items()} == {
+        n: [getattr(c, s) for s in slots] for n, c in engine.cards.items()
+    }
+    assert type(again.cards["X00000007"].status) is CardStatus
+    bindings = again.ecard.by_card
+    assert {n: (b.token, b.level) for n, b in bindings.items()} == {
+        n: (b.token, b.level) for n, b in engine.ecard.by_card.items()
+    }
+    # One binding object per e-card, reachable by card and by token, as before the snapshot.
+    assert all(again.ecard.by_token[b.token] is b for b in bindings.values())
+    assert len(again.ecard.by_token) == len(bindings) > 0
+    # The terminal keys come from keys.json, not from the file.
+    assert again.terminals["G0001"].key.verify(b"x", MacKey(keys.terminals["G0001"]).sign(b"x"))
+    assert keys.terminals["G0001"] not in data
+
+
+def test_a_class_that_changes_shape_cannot_be_written_as_rows() -> None:
+    class Moved:
+        __slots__ = ("card", "level", "pin", "token")
+
+    with pytest.raises(snapshot.RowsError):
+        snapshot.Rows(Moved, {"card": str, "token": bytes, "level": int})
