@@ -23,7 +23,7 @@ import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench.machine import Machine, describe
+from bench.machine import Machine, describe, write_back
 from bench.options import (
     CONNECTIONS,
     PIPELINE_CONNECTIONS,
@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     data = {name: directory / f"data-{name}" for name in (BEFORE, AFTER)}
     create_demo(data[BEFORE], DemoSpec(args.cards, most, pos_count(most)), EngineConfig())
     shutil.copytree(data[BEFORE], data[AFTER])
+    write_back()
     options = BenchOptions(
         results_dir=args.results_dir,
         duration_seconds=args.duration,

@@ -86,3 +86,11 @@ def describe(journal_dir: Path) -> Machine:
         load_average=(one, five, fifteen),
         journal_filesystem=_filesystem(journal_dir),
     )
+
+
+def write_back() -> None:
+    """Put every dirty page on disk now. Demo data is a gigabyte written just before the
+    switch starts; left to the kernel's writeback (30 s later), it lands in the first
+    steps and holds the journal's syncs up for hundreds of ms, which the switch would be
+    charged for (seen: p99 at 10,000 taps/s 17 ms after a sync, 100-190 ms without)."""
+    os.sync()

@@ -34,7 +34,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench import iso
 from bench.loadgen import DRAIN_SECONDS
-from bench.machine import describe
+from bench.machine import describe, write_back
 from bench.options import BenchOptions
 from bench.report import (
     BASELINE,
@@ -248,6 +248,7 @@ def run(options: BenchOptions, command: str, console: Console | None = None) -> 
             DemoSpec(cards=options.cards, gates=most, pos=pos_count(most)),
             EngineConfig(),
         )
+        write_back()
         progress.remove_task(demo)
         machine = describe(data_dir / "journal")
         logs = directory / "logs"
