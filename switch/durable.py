@@ -15,8 +15,8 @@ from pathlib import Path
 
 # A big file shares the disk with the journal, and every answer waits for a journal sync.
 # Written in one go and synced at the end, a 165 MB snapshot held a journal `fdatasync`
-# up for 230 ms on the bench machine; synced every 4 MiB with a pause between chunks, for
-# 65-115 ms (docs/performance.md). Paced writing costs the writer ~0.2 s per 165 MB.
+# up for 200-240 ms on the bench machine; synced every 4 MiB with a pause between chunks,
+# for 15-90 ms (docs/performance.md). Pacing costs the writer ~0.2 s per 165 MB.
 PACED_CHUNK_BYTES = 4 * 1024 * 1024
 PACED_PAUSE_SECONDS = 0.005
 

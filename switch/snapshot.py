@@ -118,6 +118,7 @@ class Rows:
             "    return objects\n"
         )
         namespace: dict[str, Any] = {}
+        # The source holds nothing but our own classes' slot names (identifiers).
         exec(source, namespace)
         build: Callable[[list[Any], Any, type], list[Any]] = namespace["build"]
         return build
