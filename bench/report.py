@@ -88,11 +88,16 @@ class Target(msgspec.Struct, frozen=True):
     met: bool | None  # None: the run did not measure it
 
 
-class Report(msgspec.Struct, frozen=True):
+class Run(msgspec.Struct, frozen=True):
+    """What every bench report opens with: when, how it was started, on what machine."""
+
     started_at: str
     command: str
     machine: Machine
     options: dict[str, str]
+
+
+class Report(Run, frozen=True):
     sweep_peak_per_second: float
     steps: list[Step]
     targets: list[Target]
@@ -408,11 +413,7 @@ def write_all(report: Report, directory: Path) -> None:
 # -- ISO 8583 mode (`onecard bench --iso`, bench/iso.py) -------------------------------------
 
 
-class IsoReport(msgspec.Struct, frozen=True):
-    started_at: str
-    command: str
-    machine: Machine
-    options: dict[str, str]
+class IsoReport(Run, frozen=True):
     codec: CodecFigures
     runs: list[EndToEnd]
 
