@@ -9,6 +9,7 @@ too (fsync_directory), once per batch of files.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -39,6 +40,22 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600, *, paced: bool 
     finally:
         os.close(fd)
     os.replace(temporary, path)
+
+
+def preallocate(fd: int, size: int) -> bool:
+    """Give the file `size` bytes of disk now (reading as zeros), so that the writes that
+    later fill it change neither its size nor its block map: a sync after each then has
+    only data to flush. False where the OS or the filesystem cannot; running out of space
+    raises (OSError ENOSPC), now rather than at a later write."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except AttributeError:  # not on this OS (macOS)
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return False
+        raise
+    return True
 
 
 def fsync_directory(directory: Path) -> None:

@@ -127,17 +127,23 @@ class _SimulatedDisk:
             self.statistics.fsync_failures += 1
             raise OSError(5, "simulated EIO on fdatasync")
         path = os.readlink(f"/proc/self/fd/{fd}")
-        self.durable_bytes[path] = os.fstat(fd).st_size
+        # The writer writes at the file's position: everything before it is now on disk
+        # (the file itself is longer: its segment is preallocated).
+        self.durable_bytes[path] = os.lseek(fd, 0, os.SEEK_CUR)
 
     def crash(self, directory: Path) -> None:
-        """Each file keeps its synced bytes and, maybe, a torn prefix of the rest."""
+        """Each file keeps its synced bytes and, maybe, a torn prefix of the rest; the
+        preallocated space after that reads as zeros, as a real crash leaves it."""
         for path in segment_paths(directory):
-            size = path.stat().st_size
-            durable = self.durable_bytes.get(str(path), size)  # created and synced whole
-            if size <= durable:
+            data = bytearray(path.read_bytes())
+            # The end of what was written: zeros after it are preallocated space. (A record
+            # ending in zero bytes makes this short, which only ever shortens the torn part.)
+            written = len(data.rstrip(b"\0"))
+            durable = self.durable_bytes.get(str(path), written)  # created and synced whole
+            if written <= durable:
                 continue
-            kept = durable + self.rng.randrange(size - durable + 1)
-            data = bytearray(path.read_bytes()[:kept])
+            kept = durable + self.rng.randrange(written - durable + 1)
+            data[kept:] = bytes(len(data) - kept)
             if kept > durable and self.rng.random() < self.faults.torn_garbage:
                 at = self.rng.randrange(durable, kept)
                 data[at] ^= 1 + self.rng.randrange(255)

@@ -31,6 +31,7 @@ from switch.journal.segment import (
     RECORD_HEADER,
     Damage,
     chain_next,
+    never_written,
     scan_records,
     segment_paths,
 )
@@ -60,6 +61,10 @@ class SegmentRead:
     problem: str | None  # why it ended early: None when it reached the end of the file
     tampered: bool  # the problem is a wrong chain value (bytes intact), not a torn write
     chain: bytes  # chain value after the last intact record
+    # Zeros after the last record: preallocated space never written (segment.py). Normal
+    # in the last segment after a crash; anywhere else the segment was not cut when the
+    # next one began.
+    unwritten_bytes: int = 0
 
 
 def read_segment(
@@ -79,8 +84,12 @@ def read_segment(
     index = first_index
     # Where the last whole group ends: records, byte offset and chain value.
     whole = (0, start, prev_chain)
+    end = len(data)
     for item in scan_records(data, start):
         if isinstance(item, Damage):
+            if never_written(data, item.offset):
+                end = item.offset
+                break
             if _intact_after(data, item.offset):
                 problem = f"record {index}: {item.problem}, but the records after it are intact"
                 return SegmentRead(payloads, item.offset, problem, True, chain)
@@ -105,7 +114,7 @@ def read_segment(
     if whole[0] != len(payloads):
         # Whole records, but not the group's last one: the tear fell between two records.
         return _torn(payloads, whole, f"record {index}: missing, its group unfinished")
-    return SegmentRead(payloads, len(data), None, False, chain)
+    return SegmentRead(payloads, end, None, False, chain, len(data) - end)
 
 
 def _torn(payloads: list[bytes], whole: tuple[int, int, bytes], problem: str) -> SegmentRead:
@@ -231,6 +240,11 @@ def recover(
         read = read_segment(data, next_index, chain, chain_key, start)
         if read.problem is not None and (read.tampered or not last):
             raise JournalCorrupt(f"{path.name} at byte {read.intact_end}: {read.problem}")
+        if read.unwritten_bytes and not last:
+            raise JournalCorrupt(
+                f"{path.name} at byte {read.intact_end}: {read.unwritten_bytes} zero bytes "
+                "after its last record, in a segment before the last"
+            )
         if read.problem is not None and inside_group and read.intact_end == start:
             # The snapshot was taken inside the group this torn write belongs to: it holds
             # records of a group that must now go whole. An older snapshot, or a full
@@ -248,6 +262,7 @@ def recover(
         chain = read.chain
         last_size = read.intact_end
         if read.problem is not None:
+            # Removed from the file: the torn write and any preallocated space after it.
             truncated_bytes = len(data) - read.intact_end
             truncated_segment = path.name
             log.error(

@@ -8,8 +8,13 @@ A journal is a directory of segment files named by the index of their first reco
     record* u32 payload length (its top bit set on the last record of each write group),
             u32 CRC-32 of the payload, 16-byte chain value, payload (records.py, MessagePack)
 
-all integers big-endian. A record's index is its position in the whole journal, counted
-from 0. The chain value of record i is
+all integers big-endian. The segment being written is preallocated (writer.py), so
+after a crash its file may run on past the last record in zeros: space never written,
+which ends the segment as the file's end would. Only the last segment may have such a
+tail; the writer cuts a segment to its records before it starts the next.
+
+A record's index is its position in the whole journal, counted from 0. The chain value
+of record i is
 
     keyed BLAKE2b-128(key = the journal key, chain(i-1) || u64 i || payload)
 
@@ -126,6 +131,12 @@ class RawRecord(NamedTuple):
 class Damage:
     offset: int
     problem: str
+
+
+def never_written(data: bytes, offset: int) -> bool:
+    """Whether everything from `offset` on is zeros: preallocated space the writer has not
+    reached (no record is all zeros: its length field is never 0)."""
+    return data.count(0, offset) == len(data) - offset
 
 
 def scan_records(data: bytes, start: int) -> Iterator[RawRecord | Damage]:

@@ -46,7 +46,8 @@ def verify(directory: Path, key: bytes) -> VerifyReport:
     report = VerifyReport()
     next_index = 0
     chain = GENESIS_CHAIN
-    for path in segment_paths(directory):
+    paths = segment_paths(directory)
+    for path in paths:
         report.segments += 1
         data = path.read_bytes()
         if len(data) < HEADER.size:
@@ -77,6 +78,10 @@ def verify(directory: Path, key: bytes) -> VerifyReport:
         chain = read.chain
         if read.problem is not None:
             report.findings.append(Finding(path.name, read.intact_end, next_index, read.problem))
+        elif read.unwritten_bytes and path != paths[-1]:
+            # Preallocated space is cut before the next segment begins (segment.py).
+            problem = f"{read.unwritten_bytes} zero bytes after its last record"
+            report.findings.append(Finding(path.name, read.intact_end, next_index, problem))
     return report
 
 

