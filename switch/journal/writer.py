@@ -8,12 +8,12 @@ fdatasync(), then hands the group back to the event loop, which releases every w
 group covers. While one group is being synced the next one gathers, so the fsync cost is
 shared by every request that arrived meanwhile.
 
-Each segment is preallocated to its full size when it is made (switch.durable.preallocate),
-and a group goes to disk as one `pwritev` with RWF_DSYNC, which is write and fdatasync in
-one system call. Writing inside space the file already has changes no file size and no
-block map, so the sync has only data to flush: on the bench machine's ext4 that took a
-write+sync from 210-240 µs to 145-170 µs (p50) and its kernel CPU from ~95 to ~65 µs. One
-system call instead of two is one GIL hand-back fewer per group.
+Each segment is preallocated to its full size when it is made (switch.durable.preallocate).
+Writing inside space the file already has changes no file size and no block map, so the
+sync has only data to flush: on the bench machine's ext4 that took a write+fdatasync from
+210-240 µs to 145-170 µs (p50) and its kernel CPU from ~95 to ~65 µs. (A `pwritev` with
+RWF_DSYNC, write and sync in one call, measured no better and its tail worse:
+docs/performance.md.)
 
 A dedicated thread rather than `anyio.to_thread` per group: at low load every request is
 a group of its own, and the worker-pool hand-off (a capacity limiter, a queue, a Python
@@ -27,6 +27,7 @@ may have dropped the dirty pages, so the only safe move is to stop and recover f
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -55,9 +56,7 @@ from switch.journal.segment import (
 )
 from switch.stats import BATCH_SIZE_BUCKETS, LATENCY_BUCKETS_SECONDS, BucketHistogram
 
-# pwritev's flag for "durable on return" (Linux 4.7+); 0 where there is none: then write()
-# and fdatasync(), as a `sync` passed in for simulations always does.
-WRITE_DSYNC: int = getattr(os, "RWF_DSYNC", 0)
+log = logging.getLogger("onecard.journal")
 
 # Appended but not yet written bytes above which adapters stop reading from their peers
 # until the writer catches up: bounds memory when the disk is slower than the offered load.
@@ -122,7 +121,11 @@ class Journal:
             self._fd = os.open(recovered.last_segment, os.O_WRONLY)
             self._segment_bytes = recovered.last_segment_bytes
             os.lseek(self._fd, self._segment_bytes, os.SEEK_SET)
-            preallocate(self._fd, segment_bytes_max)
+            try:
+                preallocate(self._fd, segment_bytes_max)
+            except OSError as exc:
+                # Not worth refusing to start over: the writes fail when the space does.
+                log.warning("journal segment %s not preallocated: %s", recovered.last_segment, exc)
         else:
             self._fd = self._create_segment(recovered.next_index, recovered.last_chain)
             self._segment_bytes = HEADER.size
@@ -353,16 +356,10 @@ class Journal:
             self._segment_bytes = HEADER.size
             self._segments_total += 1
         view = memoryview(data)
-        sync = self._sync
         while view:
-            if sync is None and WRITE_DSYNC:
-                # At the file's position (-1), which the write advances; durable on return.
-                written = os.pwritev(self._fd, [view], -1, WRITE_DSYNC)
-            else:
-                written = os.write(self._fd, view)
+            written = os.write(self._fd, view)
             view = view[written:]
-        if sync is not None or not WRITE_DSYNC:
-            (sync or os.fdatasync)(self._fd)
+        (self._sync or os.fdatasync)(self._fd)
         self._segment_bytes += len(data)
 
     def _create_segment(self, first_index: int, prev_chain: bytes) -> int:

@@ -2,8 +2,8 @@
 recovery from every way a crash or a bad disk can leave the files.
 
 Every test writes its files with the real writer, so the tests are async and run on uvloop
-and on trio; fakes stand in for the sync (the journal's `sync` hook, or os.pwritev) where a
-test must slow or break the disk.
+and on trio; fakes stand in for os.write and os.fdatasync (or the journal's `sync` hook)
+where a test must slow or break the disk.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import anyio
 import pytest
 
 from switch.errors import JournalCorrupt, JournalFailed, SnapshotMismatch
-from switch.journal import Journal, Record, RecoveryReport, recover
+from switch.journal import Journal, Record, RecoveryReport, recover, writer
 from switch.journal.records import CardStatusChanged, Decision
 from switch.journal.segment import (
     GENESIS_CHAIN,
@@ -630,7 +630,7 @@ async def test_a_zero_filled_tail_before_the_last_segment_is_corruption(tmp_path
 
 
 class FailingWrite:
-    """os.pwritev on a disk that has gone bad (the writer's own durable write)."""
+    """os.write on a disk that has gone bad."""
 
     def __init__(self) -> None:
         self.calls = 0
@@ -641,18 +641,14 @@ class FailingWrite:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("failing_call", ["durable write", "sync hook"])
+@pytest.mark.parametrize("failing_call", ["write", "fdatasync"])
 async def test_a_failed_write_or_sync_stops_the_writer_and_every_later_append(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing_call: str
 ) -> None:
     failing: FailingWrite | FailingFdatasync
-    if failing_call == "durable write":
-        failing = FailingWrite()
-        journal = Journal(tmp_path, recover(tmp_path, ignore))
-        monkeypatch.setattr(os, "pwritev", failing)
-    else:
-        failing = FailingFdatasync()
-        journal = Journal(tmp_path, recover(tmp_path, ignore), sync=failing)
+    journal = Journal(tmp_path, recover(tmp_path, ignore))
+    failing = FailingWrite() if failing_call == "write" else FailingFdatasync()
+    monkeypatch.setattr(os, failing_call, failing)
     released: list[int] = []
     try:
         position = journal.append(decisions(0, 2))
@@ -787,3 +783,21 @@ async def test_verify_accepts_preallocated_zeros_only_in_the_last_segment(tmp_pa
     [finding] = report.findings
     assert (finding.segment, finding.offset) == (paths[0].name, size)
     assert "64 zero bytes after its last record" in finding.problem
+
+
+@pytest.mark.anyio
+async def test_a_reopened_segment_that_cannot_be_preallocated_still_takes_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await write_journal(tmp_path, [decisions(0, 2)])
+
+    def disk_full(_fd: int, _size: int) -> bool:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer, "preallocate", disk_full)
+    async with writing(tmp_path) as journal:
+        assert journal.append(decisions(2, 1)) == 3
+
+    assert "not preallocated" in caplog.text
+    replayed, _report = recover_all(tmp_path)
+    assert replayed == list(enumerate(decisions(0, 3)))
