@@ -6,6 +6,10 @@ Every optimisation's figure is a ratio against the same session: both switches g
 same demo data (one copy each, so their journals do not mix) and the same steps, taken in
 turn so that the machine's other work falls on both alike. Results go to
 bench/results/compare-<timestamp>/ (compare.json, compare.md).
+
+Both switches run for the whole session, so a snapshot child of either can fall in any
+step, the other's included: the table names, per row, whose child was writing during one
+of its three steps, and the warnings list everything else bench.report flags.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import datetime
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -31,7 +36,17 @@ from bench.options import (
     RESULTS_DIR,
     BenchOptions,
 )
-from bench.report import BASELINE, PEAK_ONE_IN_FLIGHT, PEAK_PIPELINED, SWEEP, TAPS, Step
+from bench.report import (
+    BASELINE,
+    PEAK_ONE_IN_FLIGHT,
+    PEAK_PIPELINED,
+    SWEEP,
+    TAPS,
+    Step,
+    overlapped,
+    snapshot_windows,
+    warnings,
+)
 from bench.runner import Session, pos_count
 from bench.servers import Server, baseline_command, running, switch_command
 from switch.config import EngineConfig
@@ -54,6 +69,9 @@ class Comparison(msgspec.Struct, frozen=True):
     before: str
     after: str
     steps: list[Step]
+    # Per switch (BEFORE, AFTER): when it had a snapshot child writing (Unix seconds).
+    snapshots: dict[str, list[tuple[float, float]]]
+    warnings: list[str]
 
 
 def _tree_env(tree: Path) -> dict[str, str]:
@@ -63,7 +81,7 @@ def _tree_env(tree: Path) -> dict[str, str]:
     return env
 
 
-def _row(steps: list[Step]) -> str:
+def _row(steps: list[Step], snapshots: dict[str, list[tuple[float, float]]]) -> str:
     by_server = {step.server: step.result for step in steps}
     before, after, baseline = by_server[BEFORE], by_server[AFTER], by_server[BASELINE]
     first = steps[0]
@@ -89,8 +107,15 @@ def _row(steps: list[Step]) -> str:
         f"| {before.latency.p999_ms:.2f} | {after.latency.p999_ms:.2f} "
         f"| {baseline.latency.p999_ms:.2f} "
         f"| {cpu(before.server_cpu_seconds, before.measured_seconds)} "
-        f"| {cpu(after.server_cpu_seconds, after.measured_seconds)} | {others:.0f}% |"
+        f"| {cpu(after.server_cpu_seconds, after.measured_seconds)} | {others:.0f}% "
+        f"| {_children(steps, snapshots)} |"
     )
+
+
+def _children(steps: list[Step], snapshots: dict[str, list[tuple[float, float]]]) -> str:
+    """Whose snapshot children wrote during any of a row's steps."""
+    names = [name for name in (BEFORE, AFTER) if any(overlapped(s, snapshots[name]) for s in steps)]
+    return ", ".join(names) or "-"
 
 
 def markdown(comparison: Comparison) -> str:
@@ -104,15 +129,19 @@ def markdown(comparison: Comparison) -> str:
         f"({m.cpu_model}), Python {m.python}; journal on {m.journal_filesystem}.",
         "",
         "Answers/s; latency ms (open loop: from the scheduled send); CPU as % of one core; "
-        "'other' is the most the machine's other work took during any of the three.",
+        "'other' is the most the machine's other work took during any of the three; "
+        "'snapshots': whose snapshot child was writing during any of the three (it takes a "
+        "core and costs its parent copy-on-write faults: not a figure of the code).",
         "",
         "| step | before /s | after /s | after / before | baseline /s | before p99 "
         "| after p99 | baseline p99 | before p99.9 | after p99.9 | baseline p99.9 "
-        "| before CPU | after CPU | other |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| before CPU | after CPU | other | snapshots |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     steps = comparison.steps
-    lines += [_row(steps[i : i + 3]) for i in range(0, len(steps) - 2, 3)]
+    lines += [_row(steps[i : i + 3], comparison.snapshots) for i in range(0, len(steps) - 2, 3)]
+    if comparison.warnings:
+        lines += ["", "## Warnings", "", *(f"- {warning}" for warning in comparison.warnings)]
     return "\n".join(lines) + "\n"
 
 
@@ -203,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         plan = _plan(args.rates, args.taps_rate) * args.repeat
         overall = progress.add_task("steps", total=3 * len(plan))
         _measure(session, plan, lambda: progress.advance(overall))
+        ended = time.time()
+        snapshots = {
+            name: snapshot_windows(server.log.read_text(errors="replace"), ended)
+            for name, server in ((BEFORE, before), (AFTER, after))
+        }
     comparison = Comparison(
         started_at=started.isoformat(timespec="seconds"),
         command=" ".join(["python -m bench.compare", *(argv or sys.argv[1:])]),
@@ -210,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         before=str(args.before.resolve()),
         after=str(args.after.resolve()),
         steps=session.steps,
+        snapshots=snapshots,
+        warnings=warnings(session.steps, [w for ws in snapshots.values() for w in ws]),
     )
     (directory / "compare.json").write_bytes(msgspec.json.format(msgspec.json.encode(comparison)))
     text = markdown(comparison)

@@ -169,6 +169,11 @@ def targets(steps: list[Step]) -> list[Target]:
     return out
 
 
+def overlapped(step: Step, windows: Sequence[tuple[float, float]]) -> bool:
+    """Whether any of `windows` (snapshot_windows) overlaps the step's run."""
+    return any(start < step.ended_unix and step.started_unix < end for start, end in windows)
+
+
 def warnings(steps: list[Step], snapshots: Sequence[tuple[float, float]] = ()) -> list[str]:
     """Every reason a figure may not mean what it seems to. `snapshots`: when the switch
     had a snapshot child writing (snapshot_windows)."""
@@ -176,7 +181,7 @@ def warnings(steps: list[Step], snapshots: Sequence[tuple[float, float]] = ()) -
     for step in steps:
         r = step.result
         problems = []
-        if any(start < step.ended_unix and step.started_unix < end for start, end in snapshots):
+        if overlapped(step, snapshots):
             problems.append(
                 "a switch snapshot child was writing during the step "
                 "(a core's worth of other CPU; docs/performance.md)"
