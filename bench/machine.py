@@ -32,12 +32,50 @@ class Machine(msgspec.Struct, frozen=True):
     journal_filesystem: str  # the switch fsyncs here; tmpfs would make fsync free
 
 
+def _user_system(stat_path: Path) -> tuple[float, float]:
+    stat = stat_path.read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (
+        int(fields[UTIME_AFTER_COMMAND]) / CLOCK_TICKS_PER_SECOND,
+        int(fields[STIME_AFTER_COMMAND]) / CLOCK_TICKS_PER_SECOND,
+    )
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads) so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    ticks = int(fields[UTIME_AFTER_COMMAND]) + int(fields[STIME_AFTER_COMMAND])
-    return ticks / CLOCK_TICKS_PER_SECOND
+    return sum(_user_system(Path(f"/proc/{pid}/stat")))
+
+
+class ThreadTimes(msgspec.Struct, frozen=True):
+    """One thread's CPU seconds and context switches so far (/proc/<pid>/task/<tid>)."""
+
+    user_seconds: float
+    system_seconds: float
+    # Voluntary: it waited (I/O, a lock, the GIL); involuntary: the scheduler took the CPU
+    # away, which on a busy machine is queueing the thread's requests pay for.
+    voluntary_switches: int
+    involuntary_switches: int
+
+
+def thread_times(pid: int) -> dict[int, ThreadTimes]:
+    """Every live thread of `pid` by thread id (the main thread's id is the pid)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            user, system = _user_system(task / "stat")
+            status = (task / "status").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        switches = dict(
+            line.split(":\t") for line in status.splitlines() if "ctxt_switches" in line
+        )
+        out[int(task.name)] = ThreadTimes(
+            user,
+            system,
+            int(switches["voluntary_ctxt_switches"]),
+            int(switches["nonvoluntary_ctxt_switches"]),
+        )
+    return out
 
 
 def system_cpu_seconds() -> tuple[float, float]:

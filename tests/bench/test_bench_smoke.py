@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -131,6 +132,27 @@ def test_bench_smoke_run_writes_its_outputs(tmp_path: Path) -> None:
     assert sum(step.result.retries for step in report.steps if step.server == SWITCH) > 0
     summary = (directory / "summary.md").read_text()
     assert "## Targets" in summary and "switch / baseline" in summary
+
+
+def test_probe_reports_a_step_its_threads_and_the_switchs_histograms(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    create_demo(data_dir, DemoSpec(cards=SMOKE_CARDS), EngineConfig())
+    journal = data_dir / "journal"
+    before = {path.name: path.read_bytes() for path in journal.iterdir()}
+    command = [sys.executable, "-m", "bench.probe", "--data-dir", str(data_dir)]
+    command += ["--cards", str(SMOKE_CARDS), "--rate", "100", "--connections", "4"]
+    command += ["--duration", "0.5", "--warmup", "0.2", "--mixed"]
+    done = subprocess.run(
+        command, check=False, capture_output=True, timeout=BENCH_SECONDS, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    out = done.stdout.decode()
+    assert "unanswered 0, unexpected answers 0, MAC failures 0" in out
+    assert re.search(r"^  main +\d+% of a core", out, re.MULTILINE), out
+    for histogram in ("request_duration_seconds", "journal_fsync_duration_seconds"):
+        assert re.search(rf"onecard_{histogram}: n=[1-9]\d* p50<=", out), out
+    # The probe runs on a copy: the data directory it was given is as it was.
+    assert {path.name: path.read_bytes() for path in journal.iterdir()} == before
 
 
 def test_locust_headless_against_a_live_switch(tmp_path: Path) -> None:
