@@ -32,7 +32,7 @@ import msgspec
 import uvloop
 
 from bench.histogram import samples, summarise
-from bench.machine import process_cpu_seconds, system_cpu_seconds
+from bench.machine import main_thread_cpu_seconds, process_cpu_seconds, system_cpu_seconds
 from bench.mix import EXPECTED_CODES, Planned, Role, TerminalScript
 from bench.spec import CLOSED, LoadResult, LoadSpec
 from protocols.errors import RemoteProtocolError
@@ -327,13 +327,17 @@ class ClosedLoop(Driver):
 class CpuMark(NamedTuple):
     own: float
     server: float | None
+    server_main: float | None
     machine: float
 
 
 def _cpu_mark(server_pid: int | None) -> CpuMark:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    server = process_cpu_seconds(server_pid) if server_pid is not None else None
-    return CpuMark(usage.ru_utime + usage.ru_stime, server, system_cpu_seconds()[0])
+    server = server_main = None
+    if server_pid is not None:
+        server = process_cpu_seconds(server_pid)
+        server_main = main_thread_cpu_seconds(server_pid)
+    return CpuMark(usage.ru_utime + usage.ru_stime, server, server_main, system_cpu_seconds()[0])
 
 
 async def generate(spec: LoadSpec) -> LoadResult:
@@ -468,6 +472,9 @@ def _result(
         server_cpu_seconds=None
         if after.server is None or before.server is None
         else after.server - before.server,
+        server_main_thread_cpu_seconds=None
+        if after.server_main is None or before.server_main is None
+        else after.server_main - before.server_main,
         machine_cpu_seconds=after.machine - before.machine,
     )
 

@@ -46,6 +46,11 @@ def process_cpu_seconds(pid: int) -> float:
     return sum(_user_system(Path(f"/proc/{pid}/stat")))
 
 
+def main_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process's main thread (its thread id is the pid)."""
+    return sum(_user_system(Path(f"/proc/{pid}/task/{pid}/stat")))
+
+
 class ThreadTimes(msgspec.Struct, frozen=True):
     """One thread's CPU seconds and context switches so far (/proc/<pid>/task/<tid>)."""
 

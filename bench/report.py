@@ -229,6 +229,13 @@ def _core_share(seconds: float | None, result: LoadResult) -> float:
     return float("nan") if seconds is None else seconds / result.measured_seconds * PERCENT
 
 
+def _server_cpu(result: LoadResult) -> str:
+    """The server's CPU, and its main thread's where measured: '98% (main 74%)'."""
+    total = f"{_core_share(result.server_cpu_seconds, result):.0f}%"
+    main = result.server_main_thread_cpu_seconds
+    return total if main is None else f"{total} (main {_core_share(main, result):.0f}%)"
+
+
 def _other_share(result: LoadResult) -> float:
     other = result.machine_cpu_seconds - result.cpu_seconds - (result.server_cpu_seconds or 0.0)
     return max(other, 0.0) / result.measured_seconds * PERCENT
@@ -303,7 +310,7 @@ def _sweep_row(switch: Step, baseline: Step | None) -> str:
         f"| {(switch.fraction or 0.0):.0%} | {_rate(switch.result.offered_rate_per_second)} "
         + figures(switch.result)
         + figures(other)
-        + f"| {lag(switch.result)} | {lag(other)} |"
+        + f"| {lag(switch.result)} | {lag(other)} | {_server_cpu(switch.result)} |"
     )
 
 
@@ -343,7 +350,8 @@ def markdown(report: Report) -> str:
         "",
         "## Peak throughput (closed loop)",
         "",
-        "Answers per second in the measured window; CPU as % of one core in that window.",
+        "Answers per second in the measured window; CPU as % of one core in that window "
+        "(the switch's main thread, which runs the event loop and the engine, apart).",
         "",
         "| regime | connections x in flight | baseline /s | switch /s | switch / baseline "
         "| switch p99 ms | baseline CPU | switch CPU | generator CPU (baseline, switch) "
@@ -361,7 +369,7 @@ def markdown(report: Report) -> str:
             f"| {regime} | {s.connections} x {s.depth} | {_rate(b.achieved_rate_per_second)} "
             f"| {_rate(s.achieved_rate_per_second)} | {ratio:.1%} | {_ms(s.latency.p99_ms)} "
             f"| {_core_share(b.server_cpu_seconds, b):.0f}% "
-            f"| {_core_share(s.server_cpu_seconds, s):.0f}% "
+            f"| {_server_cpu(s)} "
             f"| {_core_share(b.cpu_seconds, b):.0f}%, {_core_share(s.cpu_seconds, s):.0f}% "
             f"| {_other_share(s):.0f}% |"
         )
@@ -374,8 +382,9 @@ def markdown(report: Report) -> str:
         "corrected); the generator's own send lag is inside these figures and shown apart.",
         "",
         "| offered | offered /s | switch answered /s | switch p50 | p99 | p99.9 "
-        "| baseline answered /s | baseline p50 | p99 | p99.9 | switch lag p99 | baseline lag p99 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| baseline answered /s | baseline p50 | p99 | p99.9 | switch lag p99 | baseline lag p99 "
+        "| switch CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     baseline_by_fraction = {step.fraction: step for step in find(report.steps, BASELINE, SWEEP)}
     for step in sorted(find(report.steps, SWITCH, SWEEP), key=lambda step: step.fraction or 0.0):
@@ -397,7 +406,7 @@ def markdown(report: Report) -> str:
                 f"| {step.server} | {_rate(r.achieved_rate_per_second)} | {_ms(r.latency.p50_ms)} "
                 f"| {_ms(r.latency.p99_ms)} | {_ms(r.latency.p999_ms)} | {_ms(r.latency.max_ms)} "
                 f"| {_ms(r.service.p99_ms)} | {_ms(r.lag.p99_ms) if r.lag else '-'} "
-                f"| {_core_share(r.server_cpu_seconds, r):.0f}% |"
+                f"| {_server_cpu(r)} |"
             )
     lines += ["", "## Answers", "", _answer_mix(report.steps)]
     lines += ["", "## Warnings", ""]

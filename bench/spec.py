@@ -75,3 +75,7 @@ class LoadResult(msgspec.Struct, frozen=True):
     cpu_seconds: float
     server_cpu_seconds: float | None
     machine_cpu_seconds: float
+    # The server's main thread alone (event loop, engine): the one that cannot use a second
+    # core, so it is the one that saturates first (None without server_pid, and in results
+    # written before it was measured).
+    server_main_thread_cpu_seconds: float | None = None

@@ -129,6 +129,9 @@ def test_bench_smoke_run_writes_its_outputs(tmp_path: Path) -> None:
         if step.server == SWITCH:
             assert result.mac_failures == result.unexpected_answers == 0, step.name
             assert result.server_cpu_seconds is not None
+            main = result.server_main_thread_cpu_seconds
+            assert main is not None and 0 <= main <= result.server_cpu_seconds + 0.02
+    assert "(main " in (directory / "summary.md").read_text()
     assert sum(step.result.retries for step in report.steps if step.server == SWITCH) > 0
     summary = (directory / "summary.md").read_text()
     assert "## Targets" in summary and "switch / baseline" in summary
