@@ -36,10 +36,10 @@ import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.machine import ThreadTimes, thread_times, write_back
+from bench.runner import pos_count, terminals
 from bench.servers import start_server, switch_command
 from bench.spec import OPEN, LoadResult, LoadSpec
 from switch.client import clock_seq
-from switch.keystore import KeyStore
 
 METRICS_LINE = re.compile(r"metrics on (?P<url>http://\S+/metrics)")
 # The switch's histograms the probe reads, and the label that selects the terminal channel.
@@ -140,10 +140,8 @@ def probe(args: argparse.Namespace, work: Path) -> list[str]:
         match = METRICS_LINE.search((work / "switch.out").read_text())
         if match is None:
             raise SystemExit("the switch did not say where its metrics are")
-        terminals = sorted(KeyStore.load(data_dir).terminals)
-        gates = [t for t in terminals if t.startswith("G")]
-        pos = [t for t in terminals if t.startswith("P")] if args.mixed else []
-        pos = pos[: args.connections // 8]
+        gates, pos = terminals(data_dir)
+        pos = pos[: pos_count(args.connections)] if args.mixed else []
         spec = LoadSpec(
             host=server.host,
             port=server.port,

@@ -78,6 +78,12 @@ def pos_count(connections: int) -> int:
     return max(1, round(connections * POS_SHARE)) if connections >= 2 else 0
 
 
+def terminals(data_dir: Path) -> tuple[list[str], list[str]]:
+    """The demo data's gates and POS terminals (one connection each), in order."""
+    keys = sorted(KeyStore.load(data_dir).terminals)
+    return [t for t in keys if t.startswith("G")], [t for t in keys if t.startswith("P")]
+
+
 class Session:
     """The servers, the terminals and the steps measured so far."""
 
@@ -94,9 +100,7 @@ class Session:
         self.data_dir = data_dir
         self.progress = progress
         self.servers = servers
-        keys = sorted(KeyStore.load(data_dir).terminals)
-        self.gates = [t for t in keys if t.startswith("G")]
-        self.pos = [t for t in keys if t.startswith("P")]
+        self.gates, self.pos = terminals(data_dir)
         self.steps: list[Step] = []
         self.card_position = 0
 

@@ -42,20 +42,19 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600, *, paced: bool 
     os.replace(temporary, path)
 
 
-def preallocate(fd: int, size: int) -> bool:
+def preallocate(fd: int, size: int) -> None:
     """Give the file `size` bytes of disk now (reading as zeros), so that the writes that
     later fill it change neither its size nor its block map: a sync after each then has
-    only data to flush. False where the OS or the filesystem cannot; running out of space
-    raises (OSError ENOSPC), now rather than at a later write."""
+    only data to flush. Nothing happens where the OS or the filesystem cannot (the writes
+    then simply extend the file); running out of space raises (OSError ENOSPC), now rather
+    than at a later write."""
     try:
         os.posix_fallocate(fd, 0, size)
     except AttributeError:  # not on this OS (macOS)
-        return False
+        return
     except OSError as exc:
-        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-            return False
-        raise
-    return True
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
 
 
 def fsync_directory(directory: Path) -> None:

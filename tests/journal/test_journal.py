@@ -791,7 +791,7 @@ async def test_a_reopened_segment_that_cannot_be_preallocated_still_takes_append
 ) -> None:
     await write_journal(tmp_path, [decisions(0, 2)])
 
-    def disk_full(_fd: int, _size: int) -> bool:
+    def disk_full(_fd: int, _size: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(writer, "preallocate", disk_full)
