@@ -2,6 +2,7 @@
 
     python -m bench.probe --data-dir D [--rate 10000] [--mixed] [--duration 20]
                           [--warmup 3] [--connections 64] [--pin SWITCH_CPUS/GENERATOR_CPUS]
+                          [--config SWITCH_TOML]
 
 `onecard bench` answers "how close is the switch to the baseline"; this answers "why is
 this step's tail what it is" (docs/performance.md, third and fourth rounds). It copies the
@@ -17,7 +18,9 @@ writes the copy to disk, starts the switch on it, runs one step in the load gene
   bounds of the buckets that hold p50, p99 and p99.9.
 
 `--pin 0/1` runs the switch's threads on CPU 0 and the generator on CPU 1 (`taskset`
-lists), so that the two do not compete for cores as they do in `onecard bench`.
+lists), so that the two do not compete for cores as they do in `onecard bench`. `--config`
+hands the switch a configuration file, e.g. `[snapshots] records = 100000` to have a
+snapshot fall inside the step.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ HISTOGRAMS = (
     "onecard_journal_group_records",
 )
 QUANTILES = (0.5, 0.99, 0.999)
+# What the switch logs when a snapshot child starts and ends (switch/snapshotter.py).
+SNAPSHOT_LINE = "onecard.snapshot: snapshot at record"
 # Bounds for the generator process: well above a step's planned time plus its drain.
 GENERATOR_SLACK_SECONDS = 60.0
 
@@ -129,7 +134,7 @@ def probe(args: argparse.Namespace, work: Path) -> list[str]:
     shutil.copytree(args.data_dir, data_dir)
     write_back()  # the copy's writeback must not land in the step (bench.machine)
     switch_cpus, generator_cpus = args.pin.split("/") if args.pin else ("", "")
-    server = start_server("switch", switch_command(data_dir), work)
+    server = start_server("switch", switch_command(data_dir, config=args.config), work)
     try:
         if switch_cpus:
             subprocess.run(
@@ -183,6 +188,11 @@ def probe(args: argparse.Namespace, work: Path) -> list[str]:
         if name in buckets_after:
             window = quantile_bounds(buckets_before.get(name, []), buckets_after[name])
             lines.append(f"  {name}: {window}")
+    snapshots = [
+        line for line in (work / "switch.log").read_text().splitlines() if SNAPSHOT_LINE in line
+    ]
+    lines.append(f"snapshots during the run: {len(snapshots)}")
+    lines += [f"  {line}" for line in snapshots]
     return lines
 
 
@@ -196,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--pin", help="SWITCH_CPUS/GENERATOR_CPUS for taskset, e.g. 0/1")
+    parser.add_argument("--config", type=Path, help="the switch's TOML configuration")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="onecard-probe-") as work:
         print("\n".join(probe(args, Path(work))))

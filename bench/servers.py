@@ -57,13 +57,14 @@ class Server:
                 self.process.wait()
 
 
-def switch_command(data_dir: Path, loop: str = "uvloop") -> list[str]:
+def switch_command(data_dir: Path, loop: str = "uvloop", config: Path | None = None) -> list[str]:
     return [
         sys.executable,
         "-m",
         "switch",
         "--data-dir",
         str(data_dir),
+        *(["--config", str(config)] if config is not None else []),
         "run",
         "--host",
         HOST,

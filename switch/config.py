@@ -50,6 +50,16 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     api_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 7800
 
 
+class SnapshotConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    # Records journalled since the last snapshot before the next is worth its cost. A
+    # restart replays at most this many (~15 µs each: 500,000 is ~8 s, inside a 10 s
+    # restart budget); each snapshot costs seconds of a core and a write of ~165 bytes per
+    # card (docs/operations.md, "Snapshots"). 0: at every check.
+    records: Annotated[int, msgspec.Meta(ge=0)] = 500_000
+    # How often the switch looks at that count.
+    check_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+
+
 # The fare table used when the configuration names none: the demo's (switch/transit/tables).
 DEFAULT_FARES = Path(__file__).parent / "transit" / "tables" / "shiyan.toml"
 
@@ -60,6 +70,8 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Fare table file; a higher version than the journal's is activated at start and on
     # SIGHUP (docs/fares.md).
     fares: str = str(DEFAULT_FARES)
+    # When the running switch writes snapshots of its caches (`[snapshots]`).
+    snapshots: SnapshotConfig = SnapshotConfig()
     # The ISO 8583 listener for merchants and acquirers, and the partner banks behind it
     # (`[iso8583]`, `[banks]`: switch/banks/config.py, docs/iso8583.md).
     iso8583: Iso8583Config = Iso8583Config()

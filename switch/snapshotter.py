@@ -18,17 +18,23 @@ import time
 import anyio
 
 from switch import snapshot
+from switch.config import SnapshotConfig
 from switch.core import Switch
 
 log = logging.getLogger("onecard.snapshot")
 
-# A snapshot is worth its write once this many records have been journalled since the last:
-# at ~15 µs a record, replaying 500,000 takes ~8 s, inside the 10 s restart budget.
-SNAPSHOT_RECORDS_MIN = 500_000
-# How often the switch considers taking one.
-SNAPSHOT_CHECK_SECONDS = 30.0
-# The snapshot child's niceness increment: the lowest priority there is (Linux: 19).
+# The snapshot child's niceness increment: the lowest priority there is (Linux: 19). Where
+# the OS has SCHED_IDLE (Linux) the child also takes that policy, which niceness alone is
+# not: a nice-19 child still took the CPU from the switch's main thread on wakeups, and at
+# 10,000 taps/s with 1M cards snapshots every ~10 s tripled p99 (docs/performance.md).
 SNAPSHOT_CHILD_NICENESS = 19
+
+
+def lowest_priority() -> None:
+    """Make this process run only when nothing else wants the CPU."""
+    os.nice(SNAPSHOT_CHILD_NICENESS)
+    if hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def snapshot_now(switch: Switch) -> None:
@@ -51,28 +57,24 @@ def snapshot_now(switch: Switch) -> None:
     log.info("snapshot %s written in %.3f s", path.name, time.perf_counter() - started)
 
 
-async def take_snapshots(
-    switch: Switch,
-    *,
-    records_min: int = SNAPSHOT_RECORDS_MIN,
-    check_seconds: float = SNAPSHOT_CHECK_SECONDS,
-) -> None:
+async def take_snapshots(switch: Switch, config: SnapshotConfig) -> None:
     """Forever: when enough has been journalled, fork a child that writes a snapshot."""
     last = switch.recovery.next_index
     while True:
-        await anyio.sleep(check_seconds)
+        await anyio.sleep(config.check_seconds)
         journal = switch.journal
         position, chain = journal.appended_position, journal.last_chain
-        if position - last < records_min:
+        if position - last < config.records:
             continue
         started = time.perf_counter()
         pid = os.fork()
+        forked = time.perf_counter()
         if pid == 0:  # the child: write and leave without running anything of the parent's
             code = 1
             try:
-                # Background work: pickling a million cards takes a core for a minute,
-                # and the switch answering terminals must win every contest for the CPU.
-                os.nice(SNAPSHOT_CHILD_NICENESS)
+                # Background work: a million cards take a core for seconds, and the
+                # switch answering terminals must win every contest for the CPU.
+                lowest_priority()
                 snapshot.write(
                     journal.directory.parent / snapshot.DIRECTORY,
                     switch.engine,
@@ -86,7 +88,15 @@ async def take_snapshots(
         # Said when it starts, not only when it ends: the child takes a core for as long
         # as it pickles (a minute for a million cards), and whoever reads latencies from
         # that minute (onecard bench's warnings) needs to know it was there.
-        log.info("snapshot at record %d: child %d writing", position, pid)
+        # The fork copies the page tables, so it pauses the serving loop for a time that
+        # grows with the caches (~20 ms for a million cards): said, for whoever reads a
+        # tail latency from that moment.
+        log.info(
+            "snapshot at record %d: child %d writing (fork took %.1f ms)",
+            position,
+            pid,
+            1000 * (forked - started),
+        )
         _, status = await anyio.to_thread.run_sync(os.waitpid, pid, 0)
         if os.waitstatus_to_exitcode(status) == 0:
             last = position

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,11 @@ import pytest
 from protocols.terminal.mac import MacKey
 from switch import snapshot
 from switch.client import TerminalClient
-from switch.config import Config, EngineConfig, ServerConfig
+from switch.config import Config, EngineConfig, ServerConfig, SnapshotConfig, load_config
 from switch.core import open_switch
 from switch.domain.model import Card, CardStatus
+from switch.errors import ConfigError
+from switch.journal.records import CardStatusChanged
 from switch.keystore import KeyStore
 from switch.service import run_service
 from switch.snapshotter import SNAPSHOT_CHILD_NICENESS, take_snapshots
@@ -132,7 +133,7 @@ async def test_a_forked_child_writes_snapshots_while_the_switch_serves(
     directory = data_dir / snapshot.DIRECTORY
     async with anyio.create_task_group() as group:
         group.start_soon(switch.journal.run)
-        group.start_soon(partial(take_snapshots, switch, records_min=0, check_seconds=0.01))
+        group.start_soon(take_snapshots, switch, SnapshotConfig(records=0, check_seconds=0.01))
         with anyio.fail_after(20):
             while not snapshot.candidates(directory):
                 await anyio.sleep(0.01)
@@ -144,7 +145,7 @@ async def test_a_forked_child_writes_snapshots_while_the_switch_serves(
     assert found.engine.cards.keys() == switch.engine.cards.keys()
 
 
-async def test_the_snapshot_child_runs_at_the_lowest_priority(
+async def test_the_snapshot_child_runs_at_the_lowest_priority_and_idle_policy(
     data_dir: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = data_dir / "child-niceness"
@@ -152,21 +153,26 @@ async def test_the_snapshot_child_runs_at_the_lowest_priority(
     parent = os.nice(0)
 
     def write_noting_niceness(*args: Any) -> Path:
-        seen.write_text(str(os.nice(0)))  # runs in the forked child
+        # Runs in the forked child.
+        seen.write_text(f"{os.nice(0)} {os.sched_getscheduler(0)}")
         return write(*args)
 
     monkeypatch.setattr(snapshot, "write", write_noting_niceness)
     switch = open_switch(data_dir, CONFIG, clock)
     async with anyio.create_task_group() as group:
         group.start_soon(switch.journal.run)
-        group.start_soon(partial(take_snapshots, switch, records_min=0, check_seconds=0.01))
+        group.start_soon(take_snapshots, switch, SnapshotConfig(records=0, check_seconds=0.01))
         with anyio.fail_after(20):
             while not snapshot.candidates(data_dir / snapshot.DIRECTORY):
                 await anyio.sleep(0.01)
         group.cancel_scope.cancel()
     switch.journal.close()
-    assert int(seen.read_text()) == min(parent + SNAPSHOT_CHILD_NICENESS, NICENESS_MAX)
-    assert os.nice(0) == parent  # the switch itself keeps its priority
+    niceness, policy = map(int, seen.read_text().split())
+    assert niceness == min(parent + SNAPSHOT_CHILD_NICENESS, NICENESS_MAX)
+    assert policy == os.SCHED_IDLE  # runs only when the CPU would otherwise idle
+    # The switch itself keeps its priority and policy.
+    assert os.nice(0) == parent
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
 
 
 def test_a_snapshot_holds_every_card_and_e_card_binding_as_it_was(
@@ -210,3 +216,36 @@ def test_a_class_that_changes_shape_cannot_be_written_as_rows() -> None:
 
     with pytest.raises(snapshot.RowsError):
         snapshot.Rows(Moved, {"card": str, "token": bytes, "level": int})
+
+
+def test_the_snapshot_policy_comes_from_the_configuration_file(tmp_path: Path) -> None:
+    path = tmp_path / "switch.toml"
+    path.write_text("[snapshots]\nrecords = 100000\ncheck_seconds = 5\n")
+    assert load_config(path).snapshots == SnapshotConfig(records=100_000, check_seconds=5.0)
+    assert load_config(None).snapshots.records == 500_000
+    for bad in ("records = -1", "check_seconds = 0", 'records = "many"', "every = 3"):
+        path.write_text(f"[snapshots]\n{bad}\n")
+        with pytest.raises(ConfigError, match="snapshots"):
+            load_config(path)
+
+
+async def test_no_snapshot_before_the_configured_number_of_records(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    switch = open_switch(data_dir, CONFIG, clock)
+    policy = SnapshotConfig(records=2, check_seconds=0.01)
+    directory = data_dir / snapshot.DIRECTORY
+    async with anyio.create_task_group() as group:
+        group.start_soon(switch.journal.run)
+        group.start_soon(take_snapshots, switch, policy)
+        await anyio.sleep(0.2)  # twenty checks with nothing journalled
+        assert not snapshot.candidates(directory)
+        switch.submit([CardStatusChanged(clock(), "X00000001", CardStatus.SUSPENDED.value, "desk")])
+        await anyio.sleep(0.2)  # one record is still one short
+        assert not snapshot.candidates(directory)
+        switch.submit([CardStatusChanged(clock(), "X00000001", CardStatus.ACTIVE.value, "desk")])
+        with anyio.fail_after(20):
+            while not snapshot.candidates(directory):
+                await anyio.sleep(0.01)
+        group.cancel_scope.cancel()
+    switch.journal.close()
