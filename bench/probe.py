@@ -2,7 +2,7 @@
 
     python -m bench.probe --data-dir D [--rate 10000] [--mixed] [--duration 20]
                           [--warmup 3] [--connections 64] [--pin SWITCH_CPUS/GENERATOR_CPUS]
-                          [--config SWITCH_TOML]
+                          [--config SWITCH_TOML] [--depth N]
 
 `onecard bench` answers "how close is the switch to the baseline"; this answers "why is
 this step's tail what it is" (docs/performance.md, third and fourth rounds). It copies the
@@ -18,7 +18,9 @@ writes the copy to disk, starts the switch on it, runs one step in the load gene
   bounds of the buckets that hold p50, p99 and p99.9.
 
 `--pin 0/1` runs the switch's threads on CPU 0 and the generator on CPU 1 (`taskset`
-lists), so that the two do not compete for cores as they do in `onecard bench`. `--config`
+lists), so that the two do not compete for cores as they do in `onecard bench`. `--depth N` runs
+the step closed-loop instead (N requests in flight per connection, as the bench's peak
+steps: 16 connections x 32 is its pipelined peak). `--config`
 hands the switch a configuration file, e.g. `[snapshots] records = 100000` to have a
 snapshot fall inside the step.
 """
@@ -41,7 +43,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.machine import ThreadTimes, thread_times, write_back
 from bench.runner import pos_count, terminals
 from bench.servers import start_server, switch_command
-from bench.spec import OPEN, LoadResult, LoadSpec
+from bench.spec import CLOSED, OPEN, LoadResult, LoadSpec
 from switch.client import clock_seq
 
 METRICS_LINE = re.compile(r"metrics on (?P<url>http://\S+/metrics)")
@@ -114,10 +116,15 @@ def summary(result: LoadResult) -> list[str]:
     latency, lag = result.latency, result.lag
     answered = max(result.answered, 1)
     server = result.server_cpu_seconds or 0.0
+    if result.offered_rate_per_second is None:
+        load = f"closed loop, {result.connections} connections x {result.depth} in flight"
+    else:
+        load = (
+            f"of {result.offered_rate_per_second:,.0f}/s offered; schedule kept: "
+            f"{result.schedule_kept}"
+        )
     return [
-        f"answered {result.achieved_rate_per_second:,.0f}/s of "
-        f"{result.offered_rate_per_second or 0:,.0f}/s offered; schedule kept: "
-        f"{result.schedule_kept}",
+        f"answered {result.achieved_rate_per_second:,.0f}/s {load}",
         f"latency ms (from the scheduled send): p50 {latency.p50_ms:.2f}, "
         f"p99 {latency.p99_ms:.2f}, p99.9 {latency.p999_ms:.2f}, max {latency.max_ms:.1f}; "
         f"send lag p99 {lag.p99_ms if lag else 0.0:.2f}",
@@ -153,12 +160,13 @@ def probe(args: argparse.Namespace, work: Path) -> list[str]:
             data_dir=str(data_dir),
             gates=gates[: args.connections - len(pos)],
             pos=pos,
-            mode=OPEN,
+            mode=CLOSED if args.depth else OPEN,
             duration_seconds=args.duration,
             warmup_seconds=args.warmup,
             first_seq=clock_seq(),
             cards=args.cards,
-            rate_per_second=args.rate,
+            rate_per_second=0.0 if args.depth else args.rate,
+            depth=args.depth or 1,
             server_pid=server.pid,
         )
         (work / "spec.json").write_bytes(msgspec.json.encode(spec))
@@ -207,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--pin", help="SWITCH_CPUS/GENERATOR_CPUS for taskset, e.g. 0/1")
     parser.add_argument("--config", type=Path, help="the switch's TOML configuration")
+    parser.add_argument("--depth", type=int, default=0, help="closed loop: requests in flight")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="onecard-probe-") as work:
         print("\n".join(probe(args, Path(work))))

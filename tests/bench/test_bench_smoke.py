@@ -158,6 +158,28 @@ def test_probe_reports_a_step_its_threads_and_the_switchs_histograms(tmp_path: P
     assert {path.name: path.read_bytes() for path in journal.iterdir()} == before
 
 
+def test_probe_runs_closed_loop_with_a_configuration_and_lists_the_snapshots(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    create_demo(data_dir, DemoSpec(cards=SMOKE_CARDS), EngineConfig())
+    config = tmp_path / "switch.toml"
+    config.write_text("[snapshots]\nrecords = 0\ncheck_seconds = 0.2\n")
+    command = [sys.executable, "-m", "bench.probe", "--data-dir", str(data_dir)]
+    command += ["--cards", str(SMOKE_CARDS), "--depth", "4", "--connections", "2"]
+    command += ["--duration", "1", "--warmup", "0.2", "--config", str(config)]
+    done = subprocess.run(
+        command, check=False, capture_output=True, timeout=BENCH_SECONDS, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    out = done.stdout.decode()
+    assert "unanswered 0, unexpected answers 0, MAC failures 0" in out
+    assert "/s closed loop, 2 connections x 4 in flight" in out
+    count = re.search(r"^snapshots during the run: (\d+)$", out, re.MULTILINE)
+    assert count is not None and int(count[1]) >= 1, out
+    assert re.search(r"child \d+ writing \(fork took \d+\.\d ms\)", out), out
+
+
 def test_locust_headless_against_a_live_switch(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     create_demo(data_dir, DemoSpec(cards=SMOKE_CARDS, gates=9, pos=1), EngineConfig())
