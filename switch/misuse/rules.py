@@ -56,10 +56,20 @@ class MisuseRules:
         self.config = config
         self.places = places
         self.last: dict[str, Use] = {}
+        # (line, station) -> position: every decision asks, and a city has a few hundred
+        # places, so the table's "line/station" key is built once per place, not per use.
+        self._positions: dict[tuple[str, str], Position | None] = {}
 
     def position(self, place: Place, stop: str) -> Position | None:
         station = stop or place.station
-        return self.places.get(f"{place.line}/{station}") if station else None
+        if not station:
+            return None
+        key = (place.line, station)
+        try:
+            return self._positions[key]
+        except KeyError:
+            found = self._positions[key] = self.places.get(f"{place.line}/{station}")
+            return found
 
     def observe(self, index: int, decision: Decision, place: Place | None) -> list[Finding]:
         """One durable decision, with the place of its terminal (None: unknown)."""
@@ -77,16 +87,16 @@ class MisuseRules:
         assert before.position is not None and after.position is not None
         km = distance_km(before.position, after.position)
         elapsed_ms = max(after.time_ms - before.time_ms, 0)
-        minutes = elapsed_ms / 60_000
-        evidence = (before.index, after.index)
-        detail = f"{km:.1f} km in {minutes:.0f} min"
         config = self.config
         if (
             before.qr != after.qr
             and elapsed_ms <= config.qr_chip_window_s * 1000
             and km >= config.qr_chip_km_min
         ):
-            return [Finding(card, Rule.QR_AND_CHIP, evidence, detail)]
-        if km >= config.travel_km_min and km * HOUR_MS > config.speed_kmh_max * elapsed_ms:
-            return [Finding(card, Rule.IMPOSSIBLE_TRAVEL, evidence, detail)]
-        return []
+            rule = Rule.QR_AND_CHIP
+        elif km >= config.travel_km_min and km * HOUR_MS > config.speed_kmh_max * elapsed_ms:
+            rule = Rule.IMPOSSIBLE_TRAVEL
+        else:
+            return []  # the common case: nothing to say, and nothing formatted to say it
+        detail = f"{km:.1f} km in {elapsed_ms / 60_000:.0f} min"
+        return [Finding(card, rule, (before.index, after.index), detail)]
