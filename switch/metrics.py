@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 from switch.banks.metrics import CHANNEL as BANK_CHANNEL
 from switch.banks.metrics import bank_metrics
 from switch.core import Switch
+from switch.ops.gcpauses import GcPauses
 from switch.stats import BucketHistogram
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class SwitchCollector(Collector):
         # its metric is absent rather than a made-up 0 (docs/metrics.md).
         self.settlement: Callable[[], SchedulerStatistics] | None = None
         self.reconciliation: Callable[[], Mapping[str, int]] | None = None
+        # The garbage collector's passes, once the service records them (switch/ops).
+        self.gc_pauses: GcPauses | None = None
 
     def collect(self) -> Iterator[Metric]:
         switch = self._switch
@@ -83,6 +86,16 @@ class SwitchCollector(Collector):
             "Engine time per request (batch time shared over the batch).",
             stats.authorise_seconds,
         )
+        if self.gc_pauses is not None:
+            gc_family = HistogramMetricFamily(
+                "onecard_gc_pause_seconds",
+                "Cyclic garbage collector passes, by generation: the whole process stops for each.",
+                labels=["generation"],
+            )
+            for generation, histogram in self.gc_pauses.seconds.items():
+                buckets, total = histogram.snapshot()
+                gc_family.add_metric([str(generation)], buckets, total)
+            yield gc_family
         journal = switch.journal
         fsync_buckets, fsync_sum = journal.fsync_seconds.snapshot()
         yield HistogramMetricFamily(

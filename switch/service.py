@@ -35,6 +35,7 @@ from switch.config import Config
 from switch.core import Switch
 from switch.errors import ConfigError
 from switch.metrics import SwitchCollector
+from switch.ops.gcpauses import GcPauses
 from switch.ops.health import RecoverySummary, keep_beating
 from switch.ops.server import OpsServer
 from switch.server.asyncio_adapter import serve_asyncio
@@ -75,6 +76,8 @@ async def run_service(
     )
     collector = SwitchCollector(switch)
     ops.registry.register(collector)
+    pauses = GcPauses()
+    collector.gc_pauses = pauses
     if api is not None:
         ops.registry.register(api.collector())
     metrics_port = ops.port
@@ -84,41 +87,42 @@ async def run_service(
         health.draining()
 
     try:
-        async with anyio.create_task_group() as everything:
-            everything.start_soon(switch.journal.run, name="journal writer")
-            everything.start_soon(keep_beating, health, name="heartbeat")
-            everything.start_soon(draining, name="drain watch")
-            everything.start_soon(take_snapshots, switch, config.snapshots, name="snapshots")
-            if config.settlement.enabled:  # cycles, files, subsidies (docs/settlement.md)
-                # Made here rather than by run_scheduler so the metrics can read its
-                # statistics (failures, duration, next cutover).
-                scheduler = Scheduler(switch, config.settlement)
-                collector.settlement = scheduler.statistics
-                log.info(
-                    "settlement: files in %s, cutover %s",
-                    settlement_directory(switch.journal.directory.parent, config.settlement),
-                    config.settlement.cutover,
-                )
-                everything.start_soon(scheduler.run, name="settlement scheduler")
-            async with anyio.create_task_group() as serving:
-                trio = sniffio.current_async_library() == "trio"
-                serve = serve_trio if trio else serve_asyncio
-                port = await serving.start(
-                    serve, switch, server_config.host, server_config.port, stop
-                )
-                if config.iso8583.enabled:  # merchants and acquirers; the bank links
-                    iso_port = await serving.start(serve_iso8583, switch, config, stop)
-                    log.info("ISO 8583 channel on port %d", iso_port)
-                if api is not None:  # desks and partner systems (docs/service-api.md)
-                    await serving.start(api.run, stop)
-                # Readiness waits for these links to sign on (switch/ops/health.py).
-                banks = switch.engine.payments.statistics.links_up
-                health.serving(banks if config.iso8583.enabled else {})
-                task_status.started((port, metrics_port))
-            # Drained: the caches are exactly the durable journal. The next start then
-            # replays nothing (switch/snapshot.py).
-            snapshot_now(switch)
-            everything.cancel_scope.cancel()
+        with pauses.recording():
+            async with anyio.create_task_group() as everything:
+                everything.start_soon(switch.journal.run, name="journal writer")
+                everything.start_soon(keep_beating, health, name="heartbeat")
+                everything.start_soon(draining, name="drain watch")
+                everything.start_soon(take_snapshots, switch, config.snapshots, name="snapshots")
+                if config.settlement.enabled:  # cycles, files, subsidies (docs/settlement.md)
+                    # Made here rather than by run_scheduler so the metrics can read its
+                    # statistics (failures, duration, next cutover).
+                    scheduler = Scheduler(switch, config.settlement)
+                    collector.settlement = scheduler.statistics
+                    log.info(
+                        "settlement: files in %s, cutover %s",
+                        settlement_directory(switch.journal.directory.parent, config.settlement),
+                        config.settlement.cutover,
+                    )
+                    everything.start_soon(scheduler.run, name="settlement scheduler")
+                async with anyio.create_task_group() as serving:
+                    trio = sniffio.current_async_library() == "trio"
+                    serve = serve_trio if trio else serve_asyncio
+                    port = await serving.start(
+                        serve, switch, server_config.host, server_config.port, stop
+                    )
+                    if config.iso8583.enabled:  # merchants and acquirers; the bank links
+                        iso_port = await serving.start(serve_iso8583, switch, config, stop)
+                        log.info("ISO 8583 channel on port %d", iso_port)
+                    if api is not None:  # desks and partner systems (docs/service-api.md)
+                        await serving.start(api.run, stop)
+                    # Readiness waits for these links to sign on (switch/ops/health.py).
+                    banks = switch.engine.payments.statistics.links_up
+                    health.serving(banks if config.iso8583.enabled else {})
+                    task_status.started((port, metrics_port))
+                # Drained: the caches are exactly the durable journal. The next start then
+                # replays nothing (switch/snapshot.py).
+                snapshot_now(switch)
+                everything.cancel_scope.cancel()
     finally:
         health.draining()  # after a failure too: not ready while the process ends
         if owned:

@@ -179,6 +179,11 @@ class ApiCollector(Collector):
             value=service.watcher.flags_total,
         )
         yield GaugeMetricFamily(
+            "onecard_misuse_lag_records",
+            "Durable journal records the misuse rules have not judged yet.",
+            value=max(service.switch.journal.durable_position - service.watcher.next_index, 0),
+        )
+        yield GaugeMetricFamily(
             "onecard_review_flags_open",
             "Misuse review flags not yet resolved.",
             value=sum(1 for f in engine.casework.flags.values() if f.resolved is None),
