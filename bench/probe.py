@@ -47,12 +47,14 @@ from bench.spec import CLOSED, OPEN, LoadResult, LoadSpec
 from switch.client import clock_seq
 
 METRICS_LINE = re.compile(r"metrics on (?P<url>http://\S+/metrics)")
-# The switch's histograms the probe reads, and the label that selects the terminal channel.
-HISTOGRAMS = (
-    "onecard_request_duration_seconds",
-    "onecard_journal_fsync_duration_seconds",
-    "onecard_journal_group_records",
-)
+# The switch's histograms the probe reads, each with the label value it keeps (the terminal
+# channel; the garbage collector's full passes).
+HISTOGRAMS = {
+    "onecard_request_duration_seconds": ("channel", "terminal"),
+    "onecard_journal_fsync_duration_seconds": ("channel", "terminal"),
+    "onecard_journal_group_records": ("channel", "terminal"),
+    "onecard_gc_pause_seconds": ("generation", "2"),
+}
 QUANTILES = (0.5, 0.99, 0.999)
 # What the switch logs when a snapshot child starts and ends (switch/snapshotter.py).
 SNAPSHOT_LINE = "onecard.snapshot: snapshot at record"
@@ -63,7 +65,7 @@ Buckets = dict[str, list[tuple[float, float]]]  # histogram -> [(upper bound, cu
 
 
 def scrape(url: str) -> Buckets:
-    """The cumulative buckets of HISTOGRAMS (terminal channel where labelled)."""
+    """The cumulative buckets of HISTOGRAMS (of the label value each keeps)."""
     text = urllib.request.urlopen(url, timeout=10).read().decode()
     out: Buckets = {}
     for family in text_string_to_metric_families(text):
@@ -72,7 +74,8 @@ def scrape(url: str) -> Buckets:
         for sample in family.samples:
             if not sample.name.endswith("_bucket"):
                 continue
-            if sample.labels.get("channel", "terminal") != "terminal":
+            label, wanted = HISTOGRAMS[family.name]
+            if sample.labels.get(label, wanted) != wanted:
                 continue
             out.setdefault(family.name, []).append((float(sample.labels["le"]), sample.value))
     return out

@@ -92,6 +92,7 @@ async def run_service(
                 everything.start_soon(switch.journal.run, name="journal writer")
                 everything.start_soon(keep_beating, health, name="heartbeat")
                 everything.start_soon(draining, name="drain watch")
+                everything.start_soon(pauses.keep_young, name="gc freeze")
                 everything.start_soon(take_snapshots, switch, config.snapshots, name="snapshots")
                 if config.settlement.enabled:  # cycles, files, subsidies (docs/settlement.md)
                     # Made here rather than by run_scheduler so the metrics can read its
