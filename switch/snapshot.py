@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocols.terminal.mac import MacKey
 from switch.domain.model import Card, CardCategory, CardStatus
-from switch.durable import fsync_directory, write_atomically
+from switch.durable import fsync_directory, remove_paced, write_atomically
 from switch.ecard.state import Binding, EcardLevel, EcardState
 from switch.engine import Engine
 
@@ -261,7 +261,7 @@ def write(directory: Path, engine: Engine, position: int, chain: bytes, key: byt
     write_atomically(path, data, paced=True)  # beside a serving journal
     fsync_directory(directory)
     for old in sorted(directory.glob("*" + SUFFIX))[:-KEEP]:
-        old.unlink()
+        remove_paced(old)  # 165 MB freed at once would stall the journal's sync
     return path
 
 

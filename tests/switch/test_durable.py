@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from switch.durable import PACED_CHUNK_BYTES, write_atomically
+from switch.durable import PACED_CHUNK_BYTES, REMOVE_STEP_BYTES, remove_paced, write_atomically
 
 
 @pytest.mark.parametrize("paced", [False, True])
@@ -27,3 +27,27 @@ def test_a_file_is_replaced_whole_and_leaves_no_temporary(tmp_path: Path, paced:
 def test_an_empty_file_is_written_paced_too(tmp_path: Path) -> None:
     write_atomically(tmp_path / "empty", b"", paced=True)
     assert (tmp_path / "empty").read_bytes() == b""
+
+
+def test_a_big_file_is_removed_in_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "old.snapshot"
+    path.write_bytes(bytes(2 * REMOVE_STEP_BYTES + 5))
+    sizes: list[int] = []
+    truncate = os.ftruncate
+
+    def noting(fd: int, size: int) -> None:
+        sizes.append(size)
+        truncate(fd, size)
+
+    monkeypatch.setattr(os, "ftruncate", noting)
+    remove_paced(path)
+    assert not path.exists()
+    assert sizes == [REMOVE_STEP_BYTES + 5, 5]  # shrunk step by step, then unlinked
+
+
+def test_removing_a_file_that_is_not_there_is_not_an_error(tmp_path: Path) -> None:
+    remove_paced(tmp_path / "gone.snapshot")
+    small = tmp_path / "small.snapshot"
+    small.write_bytes(b"x")
+    remove_paced(small)
+    assert not small.exists()
