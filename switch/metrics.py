@@ -96,6 +96,11 @@ class SwitchCollector(Collector):
                 buckets, total = histogram.snapshot()
                 gc_family.add_metric([str(generation)], buckets, total)
             yield gc_family
+            yield CounterMetricFamily(
+                "onecard_gc_freezes",
+                "Times the switch froze the collector's generations after a slow full pass.",
+                value=self.gc_pauses.freezes_total,
+            )
         journal = switch.journal
         fsync_buckets, fsync_sum = journal.fsync_seconds.snapshot()
         yield HistogramMetricFamily(
