@@ -41,6 +41,7 @@ import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.machine import ThreadTimes, thread_times, write_back
+from bench.report import SNAPSHOT_LINE
 from bench.runner import pos_count, terminals
 from bench.servers import start_server, switch_command
 from bench.spec import CLOSED, OPEN, LoadResult, LoadSpec
@@ -56,8 +57,6 @@ HISTOGRAMS = {
     "onecard_gc_pause_seconds": ("generation", "2"),
 }
 QUANTILES = (0.5, 0.99, 0.999)
-# What the switch logs when a snapshot child starts and ends (switch/snapshotter.py).
-SNAPSHOT_LINE = "onecard.snapshot: snapshot at record"
 # Bounds for the generator process: well above a step's planned time plus its drain.
 GENERATOR_SLACK_SECONDS = 60.0
 
@@ -199,9 +198,8 @@ def probe(args: argparse.Namespace, work: Path) -> list[str]:
         if name in buckets_after:
             window = quantile_bounds(buckets_before.get(name, []), buckets_after[name])
             lines.append(f"  {name}: {window}")
-    snapshots = [
-        line for line in (work / "switch.log").read_text().splitlines() if SNAPSHOT_LINE in line
-    ]
+    log_lines = (work / "switch.log").read_text().splitlines()
+    snapshots = [line for line in log_lines if SNAPSHOT_LINE.search(line)]
     lines.append(f"snapshots during the run: {len(snapshots)}")
     lines += [f"  {line}" for line in snapshots]
     return lines

@@ -56,7 +56,7 @@ class Step(msgspec.Struct, frozen=True):
 
 # The switch's log says when a snapshot child starts and when it is done
 # (switch/snapshotter.py); asctime is the local time of this same machine.
-_SNAPSHOT_LINE = re.compile(
+SNAPSHOT_LINE = re.compile(
     r"^(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ \S+ onecard\.snapshot: "
     r"snapshot at record \d+(?::| written by| failed) .*?child (?P<pid>\d+)"
     r"(?P<started> writing)?"
@@ -69,7 +69,7 @@ def snapshot_windows(log_text: str, end_unix: float) -> list[tuple[float, float]
     started: dict[str, float] = {}
     windows = []
     for line in log_text.splitlines():
-        match = _SNAPSHOT_LINE.match(line)
+        match = SNAPSHOT_LINE.match(line)
         if match is None:
             continue
         at = time.mktime(time.strptime(match["at"], "%Y-%m-%d %H:%M:%S"))

@@ -56,20 +56,10 @@ class MisuseRules:
         self.config = config
         self.places = places
         self.last: dict[str, Use] = {}
-        # (line, station) -> position: every decision asks, and a city has a few hundred
-        # places, so the table's "line/station" key is built once per place, not per use.
-        self._positions: dict[tuple[str, str], Position | None] = {}
 
     def position(self, place: Place, stop: str) -> Position | None:
         station = stop or place.station
-        if not station:
-            return None
-        key = (place.line, station)
-        try:
-            return self._positions[key]
-        except KeyError:
-            found = self._positions[key] = self.places.get(f"{place.line}/{station}")
-            return found
+        return self.places.get(f"{place.line}/{station}") if station else None
 
     def observe(self, index: int, decision: Decision, place: Place | None) -> list[Finding]:
         """One durable decision, with the place of its terminal (None: unknown)."""
