@@ -18,23 +18,11 @@ import time
 import anyio
 
 from switch import snapshot
+from switch.background import lowest_priority
 from switch.config import SnapshotConfig
 from switch.core import Switch
 
 log = logging.getLogger("onecard.snapshot")
-
-# The snapshot child's niceness increment: the lowest priority there is (Linux: 19). Where
-# the OS has SCHED_IDLE (Linux) the child also takes that policy, which niceness alone is
-# not: a nice-19 child still took the CPU from the switch's main thread on wakeups, and at
-# 10,000 taps/s with 1M cards snapshots every ~10 s tripled p99 (docs/performance.md).
-SNAPSHOT_CHILD_NICENESS = 19
-
-
-def lowest_priority() -> None:
-    """Make this process run only when nothing else wants the CPU."""
-    os.nice(SNAPSHOT_CHILD_NICENESS)
-    if hasattr(os, "SCHED_IDLE"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def snapshot_now(switch: Switch) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from protocols.terminal.mac import MacKey
 from switch import snapshot
+from switch.background import NICENESS
 from switch.client import TerminalClient
 from switch.config import Config, EngineConfig, ServerConfig, SnapshotConfig, load_config
 from switch.core import open_switch
@@ -22,7 +23,7 @@ from switch.errors import ConfigError
 from switch.journal.records import CardStatusChanged
 from switch.keystore import KeyStore
 from switch.service import run_service
-from switch.snapshotter import SNAPSHOT_CHILD_NICENESS, take_snapshots
+from switch.snapshotter import take_snapshots
 from tests.conftest import FakeClock
 
 # Linux's lowest priority: niceness stops there however much is added.
@@ -168,7 +169,7 @@ async def test_the_snapshot_child_runs_at_the_lowest_priority_and_idle_policy(
         group.cancel_scope.cancel()
     switch.journal.close()
     niceness, policy = map(int, seen.read_text().split())
-    assert niceness == min(parent + SNAPSHOT_CHILD_NICENESS, NICENESS_MAX)
+    assert niceness == min(parent + NICENESS, NICENESS_MAX)
     assert policy == os.SCHED_IDLE  # runs only when the CPU would otherwise idle
     # The switch itself keeps its priority and policy.
     assert os.nice(0) == parent
