@@ -32,7 +32,7 @@ import msgspec
 import uvloop
 
 from bench.histogram import samples, summarise
-from bench.machine import main_thread_cpu_seconds, process_cpu_seconds, system_cpu_seconds
+from bench.machine import main_thread_cpu_seconds, process_tree_cpu_seconds, system_cpu_seconds
 from bench.mix import EXPECTED_CODES, Planned, Role, TerminalScript
 from bench.spec import CLOSED, LoadResult, LoadSpec
 from protocols.errors import RemoteProtocolError
@@ -335,7 +335,7 @@ def _cpu_mark(server_pid: int | None) -> CpuMark:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     server = server_main = None
     if server_pid is not None:
-        server = process_cpu_seconds(server_pid)
+        server = process_tree_cpu_seconds(server_pid)
         server_main = main_thread_cpu_seconds(server_pid)
     return CpuMark(usage.ru_utime + usage.ru_stime, server, server_main, system_cpu_seconds()[0])
 

@@ -17,8 +17,11 @@ import msgspec
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 # /proc/<pid>/stat fields after the ")" that ends the command name: utime and stime are
 # fields 14 and 15 of the whole line (proc(5)), i.e. 11 and 12 after the state field.
+PPID_AFTER_COMMAND = 1
 UTIME_AFTER_COMMAND = 11
 STIME_AFTER_COMMAND = 12
+# ... and the CPU of its children that it has waited for (cutime, cstime: fields 16, 17).
+CHILDREN_AFTER_COMMAND = (13, 14)
 # /proc/stat "cpu" line: user nice system idle iowait irq softirq steal ...
 IDLE_FIELDS = (3, 4)
 
@@ -32,18 +35,45 @@ class Machine(msgspec.Struct, frozen=True):
     journal_filesystem: str  # the switch fsyncs here; tmpfs would make fsync free
 
 
-def _user_system(stat_path: Path) -> tuple[float, float]:
+def _stat_fields(stat_path: Path) -> list[str]:
     stat = stat_path.read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _user_system(stat_path: Path) -> tuple[float, float]:
+    fields = _stat_fields(stat_path)
     return (
         int(fields[UTIME_AFTER_COMMAND]) / CLOCK_TICKS_PER_SECOND,
         int(fields[STIME_AFTER_COMMAND]) / CLOCK_TICKS_PER_SECOND,
     )
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    return sum(_user_system(Path(f"/proc/{pid}/stat")))
+def process_tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of a process (all its threads) and of its children:
+    the live ones (the switch's misuse follower, a snapshot child) and the ones it has
+    reaped. A server's cost is all of it, whichever process pays."""
+    fields = _stat_fields(Path(f"/proc/{pid}/stat"))
+    reaped = sum(int(fields[i]) for i in CHILDREN_AFTER_COMMAND) / CLOCK_TICKS_PER_SECOND
+    live = 0.0
+    for child in children(pid):
+        try:
+            live += sum(_user_system(Path(f"/proc/{child}/stat")))
+        except OSError:  # it ended meanwhile: reaped, or soon to be
+            continue
+    return sum(_user_system(Path(f"/proc/{pid}/stat"))) + reaped + live
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (this kernel has no /proc/<pid>/.../children)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = _stat_fields(stat)
+        except (OSError, ValueError):  # it ended meanwhile
+            continue
+        if int(fields[PPID_AFTER_COMMAND]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def main_thread_cpu_seconds(pid: int) -> float:
@@ -65,7 +95,11 @@ class ThreadTimes(msgspec.Struct, frozen=True):
 def thread_times(pid: int) -> dict[int, ThreadTimes]:
     """Every live thread of `pid` by thread id (the main thread's id is the pid)."""
     out = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # the process ended meanwhile
+        return {}
+    for task in tasks:
         try:
             user, system = _user_system(task / "stat")
             status = (task / "status").read_text()

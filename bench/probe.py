@@ -40,7 +40,7 @@ from pathlib import Path
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.machine import ThreadTimes, thread_times, write_back
+from bench.machine import ThreadTimes, children, thread_times, write_back
 from bench.report import SNAPSHOT_LINE
 from bench.runner import pos_count, terminals
 from bench.servers import start_server, switch_command
@@ -94,8 +94,21 @@ def quantile_bounds(before: list[tuple[float, float]], after: list[tuple[float, 
     return " ".join(parts)
 
 
+def tree_thread_times(pid: int) -> dict[int, ThreadTimes]:
+    """The threads of `pid` and of its child processes (the misuse follower, a snapshot
+    child), by thread id."""
+    times = thread_times(pid)
+    for child in children(pid):
+        times.update(thread_times(child))
+    return times
+
+
 def thread_lines(
-    pid: int, before: dict[int, ThreadTimes], after: dict[int, ThreadTimes], wall: float
+    pid: int,
+    before: dict[int, ThreadTimes],
+    after: dict[int, ThreadTimes],
+    wall: float,
+    processes: set[int],
 ) -> list[str]:
     lines = []
     for tid, now in sorted(after.items(), key=lambda item: item[0] != pid):
@@ -104,7 +117,7 @@ def thread_lines(
         system = now.system_seconds - then.system_seconds
         if user + system < 0.01 * wall:
             continue  # idle helpers (the metrics server, worker threads)
-        name = "main" if tid == pid else f"thread {tid}"
+        name = "main" if tid == pid else f"{'child' if tid in processes else 'thread'} {tid}"
         lines.append(
             f"  {name:<14} {100 * (user + system) / wall:4.0f}% of a core "
             f"(user {user:.2f} s, system {system:.2f} s); context switches/s: "
@@ -176,14 +189,15 @@ def probe(args: argparse.Namespace, work: Path) -> list[str]:
         command.append(str(work / "result.json"))
         if generator_cpus:
             command = ["taskset", "--cpu-list", generator_cpus, *command]
-        threads_before = thread_times(server.pid)
+        threads_before = tree_thread_times(server.pid)
         started = time.monotonic()
         generator = subprocess.Popen(command, stdin=subprocess.DEVNULL)
         time.sleep(args.warmup)
         buckets_before = scrape(match["url"])
         generator.wait(timeout=args.warmup + args.duration + GENERATOR_SLACK_SECONDS)
         buckets_after = scrape(match["url"])
-        threads_after = thread_times(server.pid)
+        threads_after = tree_thread_times(server.pid)
+        processes = set(children(server.pid))
         wall = time.monotonic() - started
     finally:
         server.stop()
@@ -191,8 +205,8 @@ def probe(args: argparse.Namespace, work: Path) -> list[str]:
         raise SystemExit(f"the load generator failed (exit status {generator.returncode})")
     result = msgspec.json.decode((work / "result.json").read_bytes(), type=LoadResult)
     lines = summary(result)
-    lines.append("switch threads over the step (warm-up, window and drain):")
-    lines += thread_lines(server.pid, threads_before, threads_after, wall)
+    lines.append("switch threads and child processes over the step (warm-up, window and drain):")
+    lines += thread_lines(server.pid, threads_before, threads_after, wall, processes)
     lines.append("switch histograms over the measured window (bucket upper bounds):")
     for name in HISTOGRAMS:
         if name in buckets_after:

@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.machine import process_cpu_seconds
-
 # Load only ever goes to the loopback interface.
 HOST = "127.0.0.1"
 READY_LINE = re.compile(r"serving terminals on (?P<host>[^\s:]+):(?P<port>\d+)")
@@ -42,9 +40,6 @@ class Server:
     @property
     def pid(self) -> int:
         return self.process.pid
-
-    def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         """SIGTERM (graceful drain), then SIGKILL if it does not exit in time."""

@@ -12,10 +12,12 @@
     │   │                     state: names the state and the command
     │   ├── Refused           a rule refuses it: eligibility, PIN rules, unsettled accounts
     │   └── StoreUnavailable  the store (PostgreSQL) cannot answer now
-    └── JournalError
-        ├── JournalCorrupt    a record before the tail fails its checksum: refuse to start
-        └── JournalFailed     a write or fsync failed: the switch must stop (the page cache
-                              can no longer be trusted to reach the disk)
+    ├── JournalError
+    │   ├── JournalCorrupt    a record before the tail fails its checksum: refuse to start
+    │   └── JournalFailed     a write or fsync failed: the switch must stop (the page cache
+    │                         can no longer be trusted to reach the disk)
+    └── FollowerError         the misuse follower process broke its protocol, stopped or
+                              hung: the watcher starts another
 
 Protocol errors live in protocols.errors; they never cross into this tree except as
 response codes.
@@ -84,3 +86,7 @@ class SnapshotMismatch(SwitchError):
 
 class JournalFailed(JournalError):
     pass
+
+
+class FollowerError(SwitchError):
+    """The misuse follower process broke its protocol (misuse/wire.py), stopped or hung."""

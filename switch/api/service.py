@@ -3,7 +3,8 @@
     ApiService.run
     └── background task group                      cancelled once the server has stopped
         ├── store work (the PostgreSQL projector; nothing for the embedded store)
-        ├── misuse watcher (review flags from durable decisions)
+        ├── misuse watcher (review flags from durable decisions; the rules themselves
+        │   run in its follower process, switch/misuse/follower.py)
         ├── temporary-loss sweeper (lifts reports that have run out)
         └── serving task group
             └── hypercorn (Starlette app)           until `stop`, then drains
@@ -38,7 +39,6 @@ from switch.config import Config
 from switch.core import Switch
 from switch.keystore import KeyStore
 from switch.misuse.places import load_places
-from switch.misuse.rules import MisuseRules
 from switch.misuse.watcher import MisuseWatcher
 from switch.privacy.holders import HolderSealer
 from switch.privacy.masking import install_log_guard
@@ -58,8 +58,8 @@ class ApiService:
         *,
         background: bool = True,
     ) -> None:
-        """background=False: no misuse watcher or expiry sweeper task; tests drive
-        `watcher.step()` and `operations.expire_losses()` themselves, deterministically."""
+        """background=False: no misuse watcher or expiry sweeper task; tests run
+        `watcher.run` and call `operations.expire_losses()` themselves, deterministically."""
         install_log_guard()
         self.background = background
         self.switch = switch
@@ -73,9 +73,7 @@ class ApiService:
         )
         self.tokens = tokens if tokens is not None else Tokens.load(self.data_dir)
         self.statistics = ApiStatistics()
-        self.watcher = MisuseWatcher(
-            switch, MisuseRules(config.misuse, load_places(Path(config.misuse.places)))
-        )
+        self.watcher = MisuseWatcher(switch, config.misuse, load_places(Path(config.misuse.places)))
         self.port = 0
         self.store: Store | None = None
         self.operations: Operations | None = None
@@ -177,6 +175,11 @@ class ApiCollector(Collector):
             "onecard_review_flags_raised",
             "Misuse review flags raised since start.",
             value=service.watcher.flags_total,
+        )
+        yield CounterMetricFamily(
+            "onecard_misuse_follower_restarts",
+            "Times the misuse follower process failed and another was started.",
+            value=service.watcher.restarts_total,
         )
         yield GaugeMetricFamily(
             "onecard_misuse_lag_records",

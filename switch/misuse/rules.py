@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import msgspec
 
@@ -43,8 +42,9 @@ class Use(msgspec.Struct, frozen=True, gc=False):
     qr: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(msgspec.Struct, frozen=True, array_like=True):
+    """Sent from the follower process to the watcher (misuse/wire.py)."""
+
     card: str
     rule: Rule
     evidence: tuple[int, int]

@@ -1,89 +1,151 @@
 """The task that runs the misuse rules on durable decisions and journals review flags.
 
+The rules run in a follower process (misuse/follower.py) that reads the durable records
+from the journal's files; this task starts it, tells it each pass how far the journal is
+durable, and turns what it finds into review flags through Switch.submit like any
+administrative record. The switch's event loop pays one small message each way per
+pass, not the rules' cost per decision.
+
 It follows the journal from where it stood when the switch started, so it sees each
-decision once, after it is durable, and never slows an answer. It takes the records from
-the journal's in-memory feed, and from the files (JournalTail) only when it has fallen
-behind what the feed holds. Flags go through
-Switch.submit like any administrative record. After a restart it begins with the records
-appended from then on: a pair of uses straddling a restart is not judged (the rules keep
-no state in the journal, by design: they raise questions, not facts).
+decision once, after it is durable, and never slows an answer. After a restart of the
+switch, or of the follower, judging goes on from the first record not judged yet, and
+the rules have forgotten every card's latest use: a pair of uses straddling a restart is
+not judged (the rules keep no state in the journal, by design: they raise questions,
+not facts).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import subprocess
+import sys
+
 import anyio
 import anyio.abc
+from anyio.streams.buffered import BufferedByteReceiveStream
 
 from switch.casework.records import ReviewFlagRaised
 from switch.core import Switch
-from switch.journal.records import Decision
-from switch.misuse.rules import MisuseRules
-from switch.store.tail import JournalTail
+from switch.errors import FollowerError
+from switch.journal.records import Record
+from switch.misuse.config import MisuseConfig
+from switch.misuse.places import Position
+from switch.misuse.rules import Finding
+from switch.misuse.wire import LENGTH, Judge, Judged, Start, body_length, decode, encode
 
-# Decisions judged per pass. A pass runs on the event loop between answers, at about 10 us
-# per decision: 500 bounds it to ~5 ms. (5,000 per pass every 0.5 s stalled answers for
-# 15 ms at a time and set the switch's p99 at 3,000 requests/s: docs/performance.md.)
-BATCH_RECORDS = 500
-# Shortest time between two passes once caught up: often enough that a pass stays small.
+log = logging.getLogger("onecard.misuse")
+
+FOLLOWER_COMMAND = (sys.executable, "-m", "switch.misuse.follower")
+# Shortest time between two passes once caught up: the rules judge minutes, so waiting
+# a little batches several journal groups into a pass, at one message each way.
 PASS_INTERVAL_SECONDS = 0.05
+# A follower that takes longer than this to answer one pass (at most JUDGE_RECORDS_MAX
+# records, ~0.1 s) is stuck: it is killed and another started.
+ANSWER_SECONDS_MAX = 60.0
+# Before starting a follower again after one failed: a follower that cannot start (a
+# broken installation) must not spin the switch's loop.
+RESTART_SECONDS = 1.0
 
 
 class MisuseWatcher:
-    def __init__(self, switch: Switch, rules: MisuseRules) -> None:
+    def __init__(self, switch: Switch, config: MisuseConfig, places: dict[str, Position]) -> None:
         self.switch = switch
-        self.rules = rules
+        self.config = config
+        self.places = places
         self.next_index = switch.journal.appended_position
         self.flags_total = 0
-        self._feed = switch.journal.feed()
-        self._tail = JournalTail(switch.journal.directory)
+        self.restarts_total = 0
+        self.follower_pid: int | None = None
+        self._judged: anyio.Event | None = None
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
         while True:
-            await self.switch.journal.wait_durable(self.next_index + 1)
-            await self.step()
-            if self.next_index >= self.switch.journal.durable_position:
-                # Caught up. Waking once per journal group cost a pass per request at
-                # low load (docs/performance.md); the rules judge minutes, so waiting a
-                # little before the next pass loses nothing and batches a few groups.
-                await anyio.sleep(PASS_INTERVAL_SECONDS)
-            else:
-                # Behind: a pass from the feed never waits, so without this the whole
-                # backlog would be judged while every answer waits.
-                await anyio.lowlevel.checkpoint()
-
-    async def step(self) -> int:
-        """Judge the durable records not judged yet (one batch); returns flags raised."""
-        journal = self.switch.journal
-        start = self.next_index
-        end = journal.durable_position
-        records = self._feed.take(start, end, BATCH_RECORDS)
-        if records is None:  # behind the feed: from the files
-            records = await anyio.to_thread.run_sync(self._tail.read, start, end, BATCH_RECORDS)
-        self.next_index = start + len(records)
-        engine = self.switch.engine
-        flags: list[ReviewFlagRaised] = []
-        for offset, record in enumerate(records):
-            if type(record) is not Decision:
-                continue
-            terminal = engine.terminals.get(record.terminal_id)
-            for finding in self.rules.observe(
-                start + offset, record, None if terminal is None else terminal.place
-            ):
-                flag_id = engine.casework.next_id(engine.casework.flags) + len(flags)
-                flags.append(
-                    ReviewFlagRaised(
-                        self.switch.clock(),
-                        flag_id,
-                        finding.card,
-                        finding.rule.value,
-                        list(finding.evidence),
-                        finding.detail,
-                    )
+            try:
+                await self._follow()
+            except (FollowerError, OSError, anyio.BrokenResourceError) as exc:
+                self.restarts_total += 1
+                log.error(
+                    "misuse follower failed (%s); starting another in %.0f s, judging from "
+                    "record %d; the cards' latest uses before it are forgotten",
+                    exc,
+                    RESTART_SECONDS,
+                    self.next_index,
                 )
-        if flags:
-            self.switch.submit(list(flags))
-            self.flags_total += len(flags)
-        return len(flags)
+            await anyio.sleep(RESTART_SECONDS)
+
+    async def wait_judged(self, position: int) -> None:
+        """Until every record before `position` has been judged (tests, tools)."""
+        while self.next_index < position:
+            if self._judged is None:
+                self._judged = anyio.Event()
+            await self._judged.wait()
+
+    async def _follow(self) -> None:
+        journal = self.switch.journal
+        process = await anyio.open_process(
+            FOLLOWER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None
+        )
+        self.follower_pid = process.pid
+        try:
+            assert process.stdin is not None and process.stdout is not None
+            answers = BufferedByteReceiveStream(process.stdout)
+            terminals = {tid: t.place for tid, t in self.switch.engine.terminals.items()}
+            start = Start(
+                str(journal.directory), self.next_index, self.config, self.places, terminals
+            )
+            await process.stdin.send(encode(start))
+            while True:
+                await journal.wait_durable(self.next_index + 1)
+                await process.stdin.send(encode(Judge(journal.durable_position)))
+                with anyio.fail_after(ANSWER_SECONDS_MAX):
+                    judged = await self._answer(answers)
+                self._raise_flags(judged.findings)
+                self.next_index = judged.next_index
+                if self._judged is not None:
+                    self._judged.set()
+                    self._judged = None
+                if self.next_index >= journal.durable_position:
+                    await anyio.sleep(PASS_INTERVAL_SECONDS)
+        except TimeoutError as exc:
+            raise FollowerError(f"no answer in {ANSWER_SECONDS_MAX:.0f} s") from exc
+        except (anyio.EndOfStream, anyio.IncompleteRead) as exc:
+            raise FollowerError("it exited") from exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                if process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                await process.aclose()
+            self.follower_pid = None
+
+    @staticmethod
+    async def _answer(answers: BufferedByteReceiveStream) -> Judged:
+        length = body_length(await answers.receive_exactly(LENGTH.size))
+        message = decode(await answers.receive_exactly(length))
+        if type(message) is not Judged:
+            raise FollowerError(f"expected Judged, got {type(message).__name__}")
+        return message
+
+    def _raise_flags(self, findings: list[Finding]) -> None:
+        if not findings:
+            return
+        engine = self.switch.engine
+        first_id = engine.casework.next_id(engine.casework.flags)
+        now_ms = self.switch.clock()
+        flags: list[Record] = [
+            ReviewFlagRaised(
+                now_ms,
+                first_id + offset,
+                finding.card,
+                finding.rule.value,
+                list(finding.evidence),
+                finding.detail,
+            )
+            for offset, finding in enumerate(findings)
+        ]
+        self.switch.submit(flags)
+        self.flags_total += len(flags)

@@ -9,17 +9,18 @@ does, next to the request histograms it would explain (docs/metrics.md).
 The recorder rides on `gc.callbacks` (two Python calls per collection, about a thousand
 collections a second at the pipelined peak: ~0.2% of a core).
 
-It also ends such pauses. The caches' big dictionaries (transit state per card, the misuse
-rules' last use per card) start empty, which CPython leaves untracked, so the start-up
-freeze cannot reach them; they become tracked with their first entry, and from then on
-every full pass walks all of them: with a million cards, 25 ms to 1 s per pass under load,
-56 passes in one `onecard bench` run (docs/performance.md, "Fifth round"). So a full pass
-slower than FREEZE_AFTER_SECONDS has `keep_young` freeze the collector's generations at
-its next tick. `gc.freeze()` is a list splice, not a walk, and frozen objects are still
-freed by reference counting; only a reference cycle frozen while alive is never collected.
-Freezing only after a slow pass keeps that rare: nine freezes in a six-minute bench run
-that went up to full load, with the frozen count steady near two million (some passes
-still read slow there because a busy machine preempts them).
+It also ends such pauses. The caches' big dictionaries (transit state per card; until the
+misuse rules moved to their own process, their last use per card) start empty, which
+CPython leaves untracked, so the start-up freeze cannot reach them; they become tracked
+with their first entry, and from then on every full pass walks all of them: with a million
+cards, 25 ms to 1 s per pass under load, 56 passes in one `onecard bench` run
+(docs/performance.md, "Fifth round"). So a full pass slower than FREEZE_AFTER_SECONDS has
+`keep_young` freeze the collector's generations at its next tick. `gc.freeze()` is a list
+splice, not a walk, and frozen objects are still freed by reference counting; only a
+reference cycle frozen while alive is never collected. Freezing only after a slow pass
+keeps that rare: nine freezes in a six-minute bench run that went up to full load, with
+the frozen count steady near two million (some passes still read slow there because a busy
+machine preempts them).
 """
 
 from __future__ import annotations

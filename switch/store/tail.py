@@ -22,6 +22,11 @@ from switch.journal.segment import HEADER, Damage, scan_records, segment_paths
 # Bytes read from a segment per call: bounds the memory of a batch (records are ~100 bytes,
 # so 4 MiB holds tens of thousands) while keeping reads large.
 READ_BYTES_MAX = 4 * 1024 * 1024
+# What a read asks for when few records are wanted: a follower's pass wants a few
+# thousand, and reading 4 MiB of a preallocated segment for them cost more system time
+# than the pass itself. A read that falls short is followed by another (read()).
+READ_BYTES_MIN = 64 * 1024
+RECORD_BYTES_ESTIMATE = 256
 
 
 class JournalTail:
@@ -69,7 +74,8 @@ class JournalTail:
         assert self._segment is not None
         with open(self._segment, "rb") as file:
             file.seek(self._offset)
-            data = file.read(READ_BYTES_MAX)
+            wanted = (limit - self._index) * RECORD_BYTES_ESTIMATE
+            data = file.read(min(max(wanted, READ_BYTES_MIN), READ_BYTES_MAX))
         progressed = False
         for item in scan_records(data, 0):
             if isinstance(item, Damage):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 
 from protocols.codes import ResponseCode as C
@@ -171,7 +172,12 @@ async def test_misuse_rules_raise_review_flags(store_desk: Desk) -> None:
     desk.clock.advance(minutes=15)
     assert await desk.tap("MO02", "X00000046") == C.APPROVED
     await desk.switch.journal.flush()
-    assert await desk.api.watcher.step() == 2
+    watcher = desk.api.watcher  # its follower process judges; the watcher journals flags
+    async with anyio.create_task_group() as group:
+        await group.start(watcher.run)
+        await watcher.wait_judged(desk.switch.journal.durable_position)
+        group.cancel_scope.cancel()
+    assert watcher.flags_total == 2
     flags = (
         await desk.call("GET", "/review-flags", params={"open": "true"}, role=Role.OPERATIONS)
     )["flags"]

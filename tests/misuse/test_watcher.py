@@ -1,67 +1,129 @@
-"""The misuse watcher follows the journal without holding up the answers around it: it
-judges in bounded passes and lets the event loop run between them, even with a backlog
-that its in-memory feed hands over without ever waiting."""
+"""The misuse watcher runs the rules in its follower process, which reads the durable
+journal from the files, and journals what it finds as review flags. A follower that dies
+is replaced, and judging goes on from the first record not judged."""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import anyio
 import pytest
 
 from switch.config import Config
-from switch.core import open_switch
-from switch.journal.records import Decision
+from switch.core import Switch, open_switch
+from switch.journal.records import Decision, Record, TerminalRegistered
 from switch.misuse import watcher as watcher_module
 from switch.misuse.places import DEFAULT_PLACES, load_places
-from switch.misuse.rules import MisuseRules
 from switch.misuse.watcher import MisuseWatcher
 from tests.conftest import FakeClock
 
 pytestmark = pytest.mark.anyio
 
-BACKLOG = 2_000
+# For the follower's answers: it starts in well under a second.
+WAIT_SECONDS = 30
 
 
-def tap(index: int, clock: FakeClock) -> Decision:
+def use(clock: FakeClock, terminal: str, card: str, seq: int) -> Decision:
     return Decision(
         time_ms=clock(),
         terminal_time_ms=clock(),
-        terminal_id="G0001",
-        seq=index + 1,
+        terminal_id=terminal,
+        seq=seq,
         kind="tap",
-        card=f"X{8 + index:08d}",
+        card=card,
         amount_fen=0,
         original_seq=0,
         code="00",
         moved_fen=0,
         balance_fen=None,
-        reference=1_000_000 + index,
+        reference=1_000_000 + seq,
     )
 
 
-async def test_a_backlog_is_judged_in_passes_with_the_loop_running_between(
-    data_dir: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+def impossible_trip(clock: FakeClock, card: str, seq: int, far_gate: str) -> list[Record]:
+    """In at M00 (gate MI01), then five minutes later at `far_gate`."""
+    records: list[Record] = [use(clock, "MI01", card, seq)]
+    clock.advance(minutes=5)
+    records.append(use(clock, far_gate, card, seq + 1))
+    return records
+
+
+def watcher_for(switch: Switch) -> MisuseWatcher:
+    return MisuseWatcher(switch, Config().misuse, load_places(DEFAULT_PLACES))
+
+
+def flags_of(switch: Switch) -> list[tuple[str, str]]:
+    return [(f.raised.card, f.raised.rule) for f in switch.engine.casework.flags.values()]
+
+
+async def test_the_follower_finds_and_the_watcher_journals_flags(
+    data_dir: Path, clock: FakeClock
 ) -> None:
-    monkeypatch.setattr(watcher_module, "BATCH_RECORDS", 100)
     switch = open_switch(data_dir, Config(), clock)
-    watcher = MisuseWatcher(switch, MisuseRules(Config().misuse, load_places(DEFAULT_PLACES)))
+    watcher = watcher_for(switch)
     journal = switch.journal
-    # Journalled only (no engine state): the watcher judges what the journal says.
-    journal.append([tap(index, clock) for index in range(BACKLOG)])
-    end = journal.appended_position
-    turns_while_behind = 0
+    first = journal.appended_position
+    # Journalled only (no engine state): the rules judge what the journal says. MO07
+    # stands at M52, 52 km from M00; MZ01, unknown to the switch when the follower
+    # starts, is registered at M52 in the journal, and the follower learns its place there.
+    trip = impossible_trip(clock, "X00000044", 1, "MO07")
+    journal.append(trip[:1])
+    journal.append(trip[1:])
+    registered = TerminalRegistered("MZ01", "gate", "shiyan-metro", "000000", "M", "M52", "exit")
+    journal.append([registered, *impossible_trip(clock, "X00000045", 10, "MZ01")])
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(journal.run)
-            await journal.flush()
-            group.start_soon(watcher.run)
-            while watcher.next_index < end:
-                turns_while_behind += 1
-                await anyio.lowlevel.checkpoint()
+            await group.start(watcher.run)
+            with anyio.fail_after(WAIT_SECONDS):
+                await watcher.wait_judged(journal.appended_position)
+            assert watcher.follower_pid is not None
+            # It takes only CPU that nothing else wants (switch/background.py).
+            assert os.sched_getscheduler(watcher.follower_pid) == os.SCHED_IDLE
             group.cancel_scope.cancel()
     finally:
         journal.close()
-    assert watcher.next_index == end
-    # Twenty passes of 100: the loop ran between them, not once after the whole backlog.
-    assert turns_while_behind >= BACKLOG // 100 - 1
+    assert flags_of(switch) == [
+        ("X00000044", "impossible_travel"),
+        ("X00000045", "impossible_travel"),
+    ]
+    raised = next(iter(switch.engine.casework.flags.values())).raised
+    assert raised.evidence == [first, first + 1]  # the two decisions' journal indexes
+    assert watcher.flags_total == 2
+    assert watcher.restarts_total == 0
+
+
+async def test_a_killed_follower_is_replaced_and_judging_goes_on(
+    data_dir: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watcher_module, "RESTART_SECONDS", 0.01)
+    switch = open_switch(data_dir, Config(), clock)
+    watcher = watcher_for(switch)
+    journal = switch.journal
+    # A trip whose first use the first follower judges, then one wholly after its death:
+    # the new follower has forgotten the first use, so only the second trip is found.
+    journal.append(impossible_trip(clock, "X00000044", 1, "MO07"))
+    journal.append([use(clock, "MI01", "X00000046", 20)])
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(journal.run)
+            await group.start(watcher.run)
+            with anyio.fail_after(WAIT_SECONDS):
+                await watcher.wait_judged(journal.appended_position)
+            assert watcher.follower_pid is not None
+            os.kill(watcher.follower_pid, signal.SIGKILL)
+            clock.advance(minutes=5)
+            journal.append([use(clock, "MO07", "X00000046", 21)])
+            journal.append(impossible_trip(clock, "X00000047", 30, "MO07"))
+            with anyio.fail_after(WAIT_SECONDS):
+                await watcher.wait_judged(journal.appended_position)
+            group.cancel_scope.cancel()
+    finally:
+        journal.close()
+    assert watcher.restarts_total == 1
+    assert flags_of(switch) == [
+        ("X00000044", "impossible_travel"),
+        ("X00000047", "impossible_travel"),
+    ]

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import pytest
 
 from switch.journal import Journal, recover
 from switch.journal.records import CardStatusChanged, Record
 from switch.journal.segment import segment_paths
 from switch.keystore import KeyStore
+from switch.store import tail as tail_module
 from switch.store.tail import JournalTail, read_records
 
 # Small segments, so a few hundred records span several files.
@@ -49,3 +51,17 @@ def test_tail_reads_in_batches_across_segments(tmp_path: Path) -> None:
     assert tail.read(300, 300, 64) == []
     assert tail.read(7, 9, 64) == records[7:9]  # another index: found again from its segment
     assert read_records(tmp_path, [299, 5, 5], 300) == {5: records[5], 299: records[299]}
+
+
+def test_reads_too_short_for_a_batch_are_followed_by_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reads of 100 bytes hold at most two whole records, and often end inside one.
+    monkeypatch.setattr(tail_module, "READ_BYTES_MIN", 100)
+    monkeypatch.setattr(tail_module, "RECORD_BYTES_ESTIMATE", 1)
+    key = KeyStore().journal
+    records: list[Record] = [CardStatusChanged(n, f"X{n:08d}", "lost", "test") for n in range(120)]
+    write(tmp_path, records, key)
+    tail = JournalTail(tmp_path)
+    assert tail.read(0, 120, 100) == records[:100]
+    assert tail.read(100, 120, 100) == records[100:]
