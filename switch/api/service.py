@@ -181,6 +181,11 @@ class ApiCollector(Collector):
             "Times the misuse follower process failed and another was started.",
             value=service.watcher.restarts_total,
         )
+        yield CounterMetricFamily(
+            "onecard_misuse_skipped_records",
+            "Journal records the misuse rules skipped unjudged: their follower kept failing.",
+            value=service.watcher.skipped_records_total,
+        )
         yield GaugeMetricFamily(
             "onecard_misuse_lag_records",
             "Durable journal records the misuse rules have not judged yet.",

@@ -46,6 +46,10 @@ ANSWER_SECONDS_MAX = 60.0
 # Before starting a follower again after one failed: a follower that cannot start (a
 # broken installation) must not spin the switch's loop.
 RESTART_SECONDS = 1.0
+# Followers that may fail in a row without judging a record before the watcher skips
+# what they are stuck on, up to the durable position: a record they cannot read (its
+# segment archived away) or that crashes them must not stop the rules for good.
+FAILURES_IN_A_ROW_MAX = 3
 
 
 class MisuseWatcher:
@@ -56,6 +60,7 @@ class MisuseWatcher:
         self.next_index = switch.journal.appended_position
         self.flags_total = 0
         self.restarts_total = 0
+        self.skipped_records_total = 0
         self.follower_pid: int | None = None
         self._judged: anyio.Event | None = None
 
@@ -63,11 +68,14 @@ class MisuseWatcher:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         task_status.started()
+        stuck_at, failures = -1, 0
         while True:
             try:
                 await self._follow()
             except (FollowerError, OSError, anyio.BrokenResourceError) as exc:
                 self.restarts_total += 1
+                failures = failures + 1 if self.next_index == stuck_at else 1
+                stuck_at = self.next_index
                 log.error(
                     "misuse follower failed (%s); starting another in %.0f s, judging from "
                     "record %d; the cards' latest uses before it are forgotten",
@@ -75,7 +83,24 @@ class MisuseWatcher:
                     RESTART_SECONDS,
                     self.next_index,
                 )
+                if failures >= FAILURES_IN_A_ROW_MAX:
+                    self._skip(failures)
+                    stuck_at, failures = -1, 0
             await anyio.sleep(RESTART_SECONDS)
+
+    def _skip(self, failures: int) -> None:
+        durable = self.switch.journal.durable_position
+        log.error(
+            "misuse follower failed %d times in a row at record %d: records %d to %d are "
+            "skipped, not judged",
+            failures,
+            self.next_index,
+            self.next_index,
+            durable - 1,
+        )
+        self.skipped_records_total += durable - self.next_index
+        self.next_index = durable
+        self._progressed()
 
     async def wait_judged(self, position: int) -> None:
         """Until every record before `position` has been judged (tests, tools)."""
@@ -83,6 +108,11 @@ class MisuseWatcher:
             if self._judged is None:
                 self._judged = anyio.Event()
             await self._judged.wait()
+
+    def _progressed(self) -> None:
+        if self._judged is not None:
+            self._judged.set()
+            self._judged = None
 
     async def _follow(self) -> None:
         journal = self.switch.journal
@@ -105,9 +135,7 @@ class MisuseWatcher:
                     judged = await self._answer(answers)
                 self._raise_flags(judged.findings)
                 self.next_index = judged.next_index
-                if self._judged is not None:
-                    self._judged.set()
-                    self._judged = None
+                self._progressed()
                 if self.next_index >= journal.durable_position:
                     await anyio.sleep(PASS_INTERVAL_SECONDS)
         except TimeoutError as exc:

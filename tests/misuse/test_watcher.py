@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 import anyio
@@ -127,3 +128,31 @@ async def test_a_killed_follower_is_replaced_and_judging_goes_on(
         ("X00000044", "impossible_travel"),
         ("X00000047", "impossible_travel"),
     ]
+
+
+async def test_records_a_follower_keeps_failing_on_are_skipped_not_judged_forever(
+    data_dir: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watcher_module, "RESTART_SECONDS", 0.01)
+    # A follower that cannot start (a broken installation, a record that crashes it).
+    monkeypatch.setattr(
+        watcher_module, "FOLLOWER_COMMAND", (sys.executable, "-c", "raise SystemExit(3)")
+    )
+    switch = open_switch(data_dir, Config(), clock)
+    watcher = watcher_for(switch)
+    journal = switch.journal
+    first = journal.appended_position
+    journal.append(impossible_trip(clock, "X00000044", 1, "MO07"))
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(journal.run)
+            await journal.flush()
+            await group.start(watcher.run)
+            with anyio.fail_after(WAIT_SECONDS):
+                await watcher.wait_judged(journal.durable_position)
+            group.cancel_scope.cancel()
+    finally:
+        journal.close()
+    assert watcher.restarts_total == watcher_module.FAILURES_IN_A_ROW_MAX
+    assert watcher.skipped_records_total == journal.durable_position - first == 2
+    assert flags_of(switch) == []

@@ -152,6 +152,7 @@ async def test_scrape_counts_the_load(scraped: tuple[str, list[str]]) -> None:
     assert _value(samples, "onecard_misuse_lag_records") >= 0
     # The follower process started with the service and has not failed.
     assert _value(samples, "onecard_misuse_follower_restarts_total") == 0
+    assert _value(samples, "onecard_misuse_skipped_records_total") == 0
     assert _value(samples, "onecard_phase", phase="serving") == 1
     assert _value(samples, "onecard_settlement_unsettled_cycles") == 0
     assert _value(samples, "onecard_recovery_records") > 0
