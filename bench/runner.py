@@ -21,6 +21,7 @@ import argparse
 import datetime
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -46,6 +47,7 @@ from bench.report import (
     IsoReport,
     Report,
     Step,
+    find,
     snapshot_windows,
     targets,
     warnings,
@@ -114,6 +116,7 @@ class Session:
         rate_per_second: float = 0.0,
         depth: int = 1,
         fraction: float | None = None,
+        round_number: int = 1,
     ) -> Step:
         options = self.options
         server = self.servers[server_name]
@@ -124,6 +127,8 @@ class Session:
             label = f"{rate_per_second:.0f}rps"
         else:
             label = f"{connections}x{depth}"
+            if options.peak_rounds > 1:
+                label += f" round {round_number}"
         name = f"{server_name} {regime} {label}"
         spec = LoadSpec(
             host=server.host,
@@ -149,7 +154,9 @@ class Session:
         self.card_position += result.cards_used
         if server.process.poll() is not None:
             raise BenchError(f"{server_name} exited during {name}; see {server.log}")
-        step = Step(name, server_name, regime, fraction, result, started_unix, time.time())
+        step = Step(
+            name, server_name, regime, fraction, result, started_unix, time.time(), round_number
+        )
         self.steps.append(step)
         return step
 
@@ -188,26 +195,33 @@ class Session:
 
 
 def _plan_size(options: BenchOptions) -> int:
-    peaks = 4
+    peaks = 4 * options.peak_rounds
     return peaks + 2 * len(options.sweep) + 2
 
 
 def _measure(session: Session, advance: Callable[[], None]) -> float:
     """Run every step; returns the rate the sweep's fractions applied to."""
     options = session.options
-    for regime, connections, depth in (
-        (PEAK_PIPELINED, options.pipeline_connections, options.depth),
-        (PEAK_ONE_IN_FLIGHT, options.connections, 1),
-    ):
-        for server in (BASELINE, SWITCH):
-            session.run_step(server, regime, connections=connections, depth=depth)
-            advance()
-    peaks = [
-        s.result.achieved_rate_per_second
-        for s in session.steps
-        if s.server == SWITCH and s.regime in (PEAK_PIPELINED, PEAK_ONE_IN_FLIGHT)
-    ]
-    peak = options.sweep_peak or max(peaks)
+    for round_number in range(1, options.peak_rounds + 1):
+        # Whoever goes first in a round meets the machine as the step before left it;
+        # taking turns spreads that over both servers.
+        order = (BASELINE, SWITCH) if round_number % 2 else (SWITCH, BASELINE)
+        for regime, connections, depth in (
+            (PEAK_PIPELINED, options.pipeline_connections, options.depth),
+            (PEAK_ONE_IN_FLIGHT, options.connections, 1),
+        ):
+            for server in order:
+                session.run_step(
+                    server, regime, connections=connections, depth=depth, round_number=round_number
+                )
+                advance()
+    # The sweep's 100% is the switch's median round, the regime with the higher one.
+    peak = options.sweep_peak or max(
+        statistics.median_low(
+            s.result.achieved_rate_per_second for s in find(session.steps, SWITCH, regime)
+        )
+        for regime in (PEAK_PIPELINED, PEAK_ONE_IN_FLIGHT)
+    )
     for fraction in options.sweep:
         for server in (SWITCH, BASELINE):
             session.run_step(

@@ -16,7 +16,7 @@ import pytest
 from bench import gcpause
 from bench.iso import BANK, PURSE
 from bench.mix import EXPECTED_CODES, RETRY, Mix, Role, TerminalScript
-from bench.report import BASELINE, SWITCH, IsoReport, Report
+from bench.report import BASELINE, PEAK_PIPELINED, SWITCH, IsoReport, Report
 from bench.servers import running, switch_command
 from protocols.terminal import ClientCodec, MacKey, ServerCodec
 from switch.config import EngineConfig
@@ -110,6 +110,8 @@ def test_bench_smoke_run_writes_its_outputs(tmp_path: Path) -> None:
         "200",
         "--taps-rate",
         "100",
+        "--peak-rounds",
+        "2",
     ]
     done = subprocess.run(
         command, check=False, capture_output=True, timeout=BENCH_SECONDS, cwd=ROOT
@@ -120,7 +122,13 @@ def test_bench_smoke_run_writes_its_outputs(tmp_path: Path) -> None:
         assert (directory / name).stat().st_size > 0, name
     assert not (directory / "data").exists(), "the journal is removed unless --keep-data"
     report = msgspec.json.decode((directory / "results.json").read_bytes(), type=Report)
-    assert len(report.steps) == 4 + 2 + 2
+    assert len(report.steps) == 2 * 4 + 2 + 2  # two rounds of the peak pair
+    assert sorted(step.round for step in report.steps if step.regime == PEAK_PIPELINED) == [
+        1,
+        1,
+        2,
+        2,
+    ]
     assert {step.server for step in report.steps} == {SWITCH, BASELINE}
     for step in report.steps:
         result = step.result
@@ -135,6 +143,7 @@ def test_bench_smoke_run_writes_its_outputs(tmp_path: Path) -> None:
     assert sum(step.result.retries for step in report.steps if step.server == SWITCH) > 0
     summary = (directory / "summary.md").read_text()
     assert "## Targets" in summary and "switch / baseline" in summary
+    assert "(median of 2 rounds: " in summary
 
 
 def test_probe_reports_a_step_its_threads_and_the_switchs_histograms(tmp_path: Path) -> None:
