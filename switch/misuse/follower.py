@@ -35,7 +35,7 @@ from switch.store.tail import JournalTail
 from switch.transit.rides import Place
 
 # Records judged per answer: bounds a pass's memory and how long the watcher waits for an
-# answer (~0.1 s at ~2 us a record) when the follower starts behind.
+# answer (~0.2 s at ~4 us a record) when the follower starts behind.
 JUDGE_RECORDS_MAX = 50_000
 
 

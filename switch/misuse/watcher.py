@@ -41,7 +41,7 @@ FOLLOWER_COMMAND = (sys.executable, "-m", "switch.misuse.follower")
 # a little batches several journal groups into a pass, at one message each way.
 PASS_INTERVAL_SECONDS = 0.05
 # A follower that takes longer than this to answer one pass (at most JUDGE_RECORDS_MAX
-# records, ~0.1 s) is stuck: it is killed and another started.
+# records, ~0.2 s) is stuck: it is killed and another started.
 ANSWER_SECONDS_MAX = 60.0
 # Before starting a follower again after one failed: a follower that cannot start (a
 # broken installation) must not spin the switch's loop.
@@ -83,7 +83,9 @@ class MisuseWatcher:
                     RESTART_SECONDS,
                     self.next_index,
                 )
-                if failures >= FAILURES_IN_A_ROW_MAX:
+                if failures >= FAILURES_IN_A_ROW_MAX and self.next_index < (
+                    self.switch.journal.durable_position
+                ):
                     self._skip(failures)
                     stuck_at, failures = -1, 0
             await anyio.sleep(RESTART_SECONDS)

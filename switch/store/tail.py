@@ -26,6 +26,9 @@ READ_BYTES_MAX = 4 * 1024 * 1024
 # thousand, and reading 4 MiB of a preallocated segment for them cost more system time
 # than the pass itself. A read that falls short is followed by another (read()).
 READ_BYTES_MIN = 64 * 1024
+# Bytes a record takes on disk, generously (a decision is ~130): sizes the read for the
+# records wanted. A record larger than the read (an offline upload, a fare table) is read
+# again whole, with READ_BYTES_MAX (_read_segment).
 RECORD_BYTES_ESTIMATE = 256
 
 
@@ -71,11 +74,19 @@ class JournalTail:
         return out
 
     def _read_segment(self, out: list[Record], start: int, limit: int) -> bool:
+        wanted = (limit - self._index) * RECORD_BYTES_ESTIMATE
+        size = min(max(wanted, READ_BYTES_MIN), READ_BYTES_MAX)
+        progressed = self._read_chunk(out, start, limit, size)
+        if not progressed and size < READ_BYTES_MAX:
+            # Not one whole record in the read: the next is larger than it.
+            progressed = self._read_chunk(out, start, limit, READ_BYTES_MAX)
+        return progressed
+
+    def _read_chunk(self, out: list[Record], start: int, limit: int, size: int) -> bool:
         assert self._segment is not None
         with open(self._segment, "rb") as file:
             file.seek(self._offset)
-            wanted = (limit - self._index) * RECORD_BYTES_ESTIMATE
-            data = file.read(min(max(wanted, READ_BYTES_MIN), READ_BYTES_MAX))
+            data = file.read(size)
         progressed = False
         for item in scan_records(data, 0):
             if isinstance(item, Damage):

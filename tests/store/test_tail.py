@@ -53,11 +53,17 @@ def test_tail_reads_in_batches_across_segments(tmp_path: Path) -> None:
     assert read_records(tmp_path, [299, 5, 5], 300) == {5: records[5], 299: records[299]}
 
 
+@pytest.mark.parametrize(
+    "read_bytes",
+    [
+        100,  # at most two whole records a read, often ending inside one: more reads follow
+        16,  # less than one record: each is read again whole, as a large record would be
+    ],
+)
 def test_reads_too_short_for_a_batch_are_followed_by_more(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_bytes: int
 ) -> None:
-    # Reads of 100 bytes hold at most two whole records, and often end inside one.
-    monkeypatch.setattr(tail_module, "READ_BYTES_MIN", 100)
+    monkeypatch.setattr(tail_module, "READ_BYTES_MIN", read_bytes)
     monkeypatch.setattr(tail_module, "RECORD_BYTES_ESTIMATE", 1)
     key = KeyStore().journal
     records: list[Record] = [CardStatusChanged(n, f"X{n:08d}", "lost", "test") for n in range(120)]
