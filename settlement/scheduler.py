@@ -49,6 +49,10 @@ SLEEP_SECONDS_MAX = 60.0
 SETTLE_RETRY_SECONDS = 600.0
 # Settled cycles kept in memory (files and all): a day of hourly drill cycles, twice over.
 RECENT_SETTLED_MAX = 48
+# Settled cycles whose reconciliation exceptions the metrics count as open: a bank's
+# disputes are raised and settled within weeks, and 90 daily cycles is a quarter; one
+# still open after that is for the reconciliation reports, not for an alert.
+RECONCILED_CYCLES_WATCHED = 90
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -98,6 +102,9 @@ class Scheduler:
         self.last_settle_seconds = 0.0
         # The cycles this scheduler settled, latest last (for tests and operators).
         self.settled_in_this_run: deque[SettledCycle] = deque(maxlen=RECENT_SETTLED_MAX)
+        # Open reconciliation exceptions by bank, as of the last look (None: not looked
+        # yet, or the store could not be read then), for the metrics.
+        self.open_exceptions: dict[str, int] | None = None
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -124,7 +131,33 @@ class Scheduler:
 
     async def wait_until(self, due_ms: int) -> None:
         while (now := self.switch.clock()) < due_ms:
+            await self.count_open_exceptions()
             await self._sleep(min((due_ms - now) / 1000, SLEEP_SECONDS_MAX))
+
+    async def count_open_exceptions(self) -> None:
+        """Look again at the recent cycles' reconciliation exceptions: what the store holds
+        (reconciliation runs in `onecard settle reconcile`, another process) less what the
+        journal holds resolved. An unreadable store leaves the figure absent, not stale."""
+        if self._store is None:
+            return  # not running (tests drive wait_until alone)
+        state = self.switch.engine.settlement
+        banks = self.config.partner_banks
+        counts = dict.fromkeys(banks, 0)
+        try:
+            for cycle in sorted(state.settled)[-RECONCILED_CYCLES_WATCHED:]:
+                for bank in banks:
+                    result = await self._store.reconciliation(cycle, bank)
+                    if result is not None:
+                        counts[bank] += sum(
+                            (cycle, bank, exception.entry) not in state.resolved
+                            for exception in result.exceptions
+                        )
+        except SettlementError as exc:
+            if self.open_exceptions is not None:
+                log.warning("settlement: reconciliation exceptions not counted: %s", exc)
+            self.open_exceptions = None
+            return
+        self.open_exceptions = counts
 
     async def close(self, cutover_ms: int) -> CycleClosed:
         """Close the open cycle; returns once the close is durable."""

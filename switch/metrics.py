@@ -53,9 +53,9 @@ class SwitchCollector(Collector):
     def __init__(self, switch: Switch) -> None:
         self._switch = switch
         # Hooks the service fills in (switch/service.py): the settlement scheduler's run
-        # statistics, and open reconciliation exceptions per bank. Reconciliation runs in
-        # `onecard settle reconcile`, outside this process, so nothing feeds the second yet:
-        # its metric is absent rather than a made-up 0 (docs/metrics.md).
+        # statistics, and open reconciliation exceptions per bank, which the scheduler
+        # counts from the settlement store (reconciliation itself runs in `onecard settle
+        # reconcile`, another process). Absent until counted, never a made-up 0.
         self.settlement: Callable[[], SchedulerStatistics] | None = None
         self.reconciliation: Callable[[], Mapping[str, int]] | None = None
         # The garbage collector's passes, once the service records them (switch/ops).

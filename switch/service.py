@@ -99,6 +99,7 @@ async def run_service(
                     # statistics (failures, duration, next cutover).
                     scheduler = Scheduler(switch, config.settlement)
                     collector.settlement = scheduler.statistics
+                    collector.reconciliation = lambda: scheduler.open_exceptions or {}
                     log.info(
                         "settlement: files in %s, cutover %s",
                         settlement_directory(switch.journal.directory.parent, config.settlement),

@@ -17,6 +17,12 @@ from settlement.config import SettlementConfig
 from settlement.cutover import MINUTE_MS
 from settlement.cycle import cycle_directory
 from settlement.files import MANIFEST
+from settlement.reconcile import (
+    Action,
+    ReconciliationResult,
+    ReconException,
+    resolution_record,
+)
 from settlement.scheduler import Scheduler
 from settlement.store import EmbeddedStore
 from switch.config import Config, ServerConfig
@@ -153,3 +159,47 @@ async def test_the_switch_service_runs_the_scheduler(
         await wait_for(lambda: 1 in switch.engine.settlement.settled)
         stop.set()
     assert (cycle_directory(data_dir, HOURLY, 1) / MANIFEST).exists()
+
+
+def result_with(cycle: int, bank: str, *entries: str) -> ReconciliationResult:
+    exceptions = [
+        ReconException("missing_theirs", entry, "X00000010", 200, 0, [3], []) for entry in entries
+    ]
+    return ReconciliationResult(cycle, bank, "0" * 64, "1" * 64, 0, 0, exceptions)
+
+
+@pytest.mark.trio
+async def test_open_reconciliation_exceptions_are_counted_for_the_metrics(
+    data_dir: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    del autojump_clock
+    clock = virtual_clock()
+    switch = open_switch(data_dir, Config(settlement=HOURLY), clock)
+    store = EmbeddedStore(data_dir, HOURLY)
+    scheduler = Scheduler(switch, HOURLY, store=store)
+    first, second = HOURLY.partner_banks[:2]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(switch.journal.run)
+        await nursery.start(scheduler.run)
+        await wait_for(lambda: len(scheduler.settled_in_this_run) == 1)
+        assert scheduler.open_exceptions == dict.fromkeys(HOURLY.partner_banks, 0)
+        # `onecard settle reconcile` stores what a bank's return file did not match ...
+        result = result_with(1, first, "PAYM 000000000001", "PAYM 000000000002")
+        await store.save_reconciliation(result)
+        await store.save_reconciliation(result_with(1, second, "PAYM 000000000003"))
+        # ... and staff resolve one exception, journalled.
+        resolved = resolution_record(
+            result,
+            switch.engine.settlement,
+            "PAYM 000000000001",
+            Action.BANK_TO_CORRECT,
+            0,
+            "staff-7",
+            "the bank rebooks it",
+            clock(),
+        )
+        await switch.journal.wait_durable(switch.submit([resolved]))
+        expected = dict.fromkeys(HOURLY.partner_banks, 0) | {first: 1, second: 1}
+        # The scheduler looks again at least once a minute of its clock.
+        await wait_for(lambda: scheduler.open_exceptions == expected)
+        nursery.cancel_scope.cancel()
