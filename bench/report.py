@@ -5,6 +5,7 @@ the issue's targets, and every reason to doubt a figure)."""
 from __future__ import annotations
 
 import re
+import statistics
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -138,7 +139,7 @@ def median_ratio(steps: Iterable[Step], regime: str) -> tuple[float, list[float]
     ratios = [ratio for pair in peak_pairs(steps, regime) if (ratio := _ratio(*pair)) is not None]
     if not ratios:
         return None
-    return sorted(ratios)[(len(ratios) - 1) // 2], ratios
+    return statistics.median_low(ratios), ratios
 
 
 def targets(steps: list[Step]) -> list[Target]:
