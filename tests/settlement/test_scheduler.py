@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 import trio
 import trio.testing
@@ -29,7 +30,7 @@ from switch.config import Config, ServerConfig
 from switch.core import Switch, open_switch
 from switch.keystore import KeyStore
 from switch.service import run_service
-from tests.conftest import T0_MS
+from tests.conftest import T0_MS, FakeClock
 
 HOUR_MS = 60 * MINUTE_MS
 HOURLY = SettlementConfig(cycle_minutes=60)
@@ -168,38 +169,45 @@ def result_with(cycle: int, bank: str, *entries: str) -> ReconciliationResult:
     return ReconciliationResult(cycle, bank, "0" * 64, "1" * 64, 0, 0, exceptions)
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_open_reconciliation_exceptions_are_counted_for_the_metrics(
-    data_dir: Path, autojump_clock: trio.testing.MockClock
+    data_dir: Path, clock: FakeClock
 ) -> None:
-    del autojump_clock
-    clock = virtual_clock()
     switch = open_switch(data_dir, Config(settlement=HOURLY), clock)
     store = EmbeddedStore(data_dir, HOURLY)
-    scheduler = Scheduler(switch, HOURLY, store=store)
+
+    async def a_minute_passes(_seconds: float) -> None:
+        clock.advance(minutes=1)
+
+    scheduler = Scheduler(switch, HOURLY, store=store, sleep=a_minute_passes)
     first, second = HOURLY.partner_banks[:2]
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(switch.journal.run)
-        await nursery.start(scheduler.run)
-        await wait_for(lambda: len(scheduler.settled_in_this_run) == 1)
-        assert scheduler.open_exceptions == dict.fromkeys(HOURLY.partner_banks, 0)
-        # `onecard settle reconcile` stores what a bank's return file did not match ...
-        result = result_with(1, first, "PAYM 000000000001", "PAYM 000000000002")
-        await store.save_reconciliation(result)
-        await store.save_reconciliation(result_with(1, second, "PAYM 000000000003"))
-        # ... and staff resolve one exception, journalled.
-        resolved = resolution_record(
-            result,
-            switch.engine.settlement,
-            "PAYM 000000000001",
-            Action.BANK_TO_CORRECT,
-            0,
-            "staff-7",
-            "the bank rebooks it",
-            clock(),
-        )
-        await switch.journal.wait_durable(switch.submit([resolved]))
-        expected = dict.fromkeys(HOURLY.partner_banks, 0) | {first: 1, second: 1}
-        # The scheduler looks again at least once a minute of its clock.
-        await wait_for(lambda: scheduler.open_exceptions == expected)
-        nursery.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(switch.journal.run)
+            await scheduler.close(scheduler.next_cutover_ms())
+            await scheduler.settle(1)
+            # Waiting for a cutover, the scheduler counts at each look at the clock.
+            await scheduler.wait_until(clock() + MINUTE_MS)
+            assert scheduler.open_exceptions == dict.fromkeys(HOURLY.partner_banks, 0)
+            # `onecard settle reconcile` stores what a bank's return file did not match ...
+            result = result_with(1, first, "PAYM 000000000001", "PAYM 000000000002")
+            await store.save_reconciliation(result)
+            await store.save_reconciliation(result_with(1, second, "PAYM 000000000003"))
+            # ... and staff resolve one exception, journalled.
+            resolved = resolution_record(
+                result,
+                switch.engine.settlement,
+                "PAYM 000000000001",
+                Action.BANK_TO_CORRECT,
+                0,
+                "staff-7",
+                "the bank rebooks it",
+                clock(),
+            )
+            await switch.journal.wait_durable(switch.submit([resolved]))
+            await scheduler.wait_until(clock() + MINUTE_MS)
+            group.cancel_scope.cancel()
+    finally:
+        switch.journal.close()
+    expected = dict.fromkeys(HOURLY.partner_banks, 0) | {first: 1, second: 1}
+    assert scheduler.open_exceptions == expected
