@@ -2,7 +2,7 @@
 
     python -m bench.probe --data-dir D [--rate 10000] [--mixed] [--duration 20]
                           [--warmup 3] [--connections 64] [--pin SWITCH_CPUS/GENERATOR_CPUS]
-                          [--config SWITCH_TOML] [--depth N]
+                          [--config SWITCH_TOML] [--depth N] [--loop uvloop|asyncio|trio]
 
 `onecard bench` answers "how close is the switch to the baseline"; this answers "why is
 this step's tail what it is" (docs/performance.md, third and fourth rounds). It copies the
@@ -156,7 +156,8 @@ def probe(args: argparse.Namespace, work: Path) -> list[str]:
     shutil.copytree(args.data_dir, data_dir)
     write_back()  # the copy's writeback must not land in the step (bench.machine)
     switch_cpus, generator_cpus = args.pin.split("/") if args.pin else ("", "")
-    server = start_server("switch", switch_command(data_dir, config=args.config), work)
+    command = switch_command(data_dir, args.loop, config=args.config)
+    server = start_server("switch", command, work)
     try:
         if switch_cpus:
             subprocess.run(
@@ -231,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pin", help="SWITCH_CPUS/GENERATOR_CPUS for taskset, e.g. 0/1")
     parser.add_argument("--config", type=Path, help="the switch's TOML configuration")
     parser.add_argument("--depth", type=int, default=0, help="closed loop: requests in flight")
+    parser.add_argument(
+        "--loop", choices=("uvloop", "asyncio", "trio"), default="uvloop", help="switch loop"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="onecard-probe-") as work:
         print("\n".join(probe(args, Path(work))))
