@@ -53,14 +53,14 @@ def process_tree_cpu_seconds(pid: int) -> float:
     the live ones (the switch's misuse follower, a snapshot child) and the ones it has
     reaped. A server's cost is all of it, whichever process pays."""
     fields = _stat_fields(Path(f"/proc/{pid}/stat"))
-    reaped = sum(int(fields[i]) for i in CHILDREN_AFTER_COMMAND) / CLOCK_TICKS_PER_SECOND
-    live = 0.0
+    own = (UTIME_AFTER_COMMAND, STIME_AFTER_COMMAND, *CHILDREN_AFTER_COMMAND)
+    seconds = sum(int(fields[i]) for i in own) / CLOCK_TICKS_PER_SECOND
     for child in children(pid):
         try:
-            live += sum(_user_system(Path(f"/proc/{child}/stat")))
+            seconds += sum(_user_system(Path(f"/proc/{child}/stat")))
         except OSError:  # it ended meanwhile: reaped, or soon to be
             continue
-    return sum(_user_system(Path(f"/proc/{pid}/stat"))) + reaped + live
+    return seconds
 
 
 def children(pid: int) -> list[int]:

@@ -3,29 +3,12 @@ switch with the baseline measured beside it, and say every round's ratio."""
 
 from __future__ import annotations
 
-import msgspec
-
-from bench.histogram import LatencySummary
 from bench.report import BASELINE, PEAK_ONE_IN_FLIGHT, PEAK_PIPELINED, SWITCH, Step, targets
-from bench.spec import LoadResult
+from tests.bench.results import load_result
 
 
 def peak(server: str, regime: str, rate: float, round_number: int) -> Step:
-    latency = LatencySummary(1, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, "")
-    fields: dict[str, object] = dict.fromkeys(LoadResult.__struct_fields__, 0)
-    fields |= {
-        "mode": "closed",
-        "offered_rate_per_second": None,
-        "achieved_rate_per_second": rate,
-        "measured_seconds": 10.0,
-        "latency": latency,
-        "service": latency,
-        "lag": None,
-        "schedule_kept": True,
-        "codes": {},
-        "server_cpu_seconds": None,
-    }
-    result = msgspec.convert(fields, LoadResult)
+    result = load_result(achieved_rate_per_second=rate)
     return Step(
         f"{server} {regime} {round_number}", server, regime, None, result, round=round_number
     )

@@ -7,9 +7,8 @@ import time
 
 import msgspec
 
-from bench.histogram import LatencySummary
 from bench.report import SWEEP, SWITCH, Step, snapshot_windows, warnings
-from bench.spec import LoadResult
+from tests.bench.results import load_result
 
 SNAPSHOT = "onecard.snapshot: snapshot at record"
 LOG = f"""\
@@ -27,21 +26,7 @@ def at(clock: str) -> float:
 
 
 def step(name: str, start: str, end: str) -> Step:
-    latency = LatencySummary(1, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, "")
-    fields: dict[str, object] = dict.fromkeys(LoadResult.__struct_fields__, 0)
-    fields |= {
-        "mode": "closed",
-        "offered_rate_per_second": None,
-        "measured_seconds": 10.0,
-        "latency": latency,
-        "service": latency,
-        "lag": None,
-        "schedule_kept": True,
-        "codes": {},
-        "server_cpu_seconds": None,
-    }
-    result = msgspec.convert(fields, LoadResult)
-    return Step(name, SWITCH, SWEEP, 0.5, result, at(start), at(end))
+    return Step(name, SWITCH, SWEEP, 0.5, load_result(), at(start), at(end))
 
 
 def test_snapshot_windows_from_the_switch_log() -> None:

@@ -4,9 +4,11 @@ is replaced, and judging goes on from the first record not judged."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -55,6 +57,26 @@ def watcher_for(switch: Switch) -> MisuseWatcher:
     return MisuseWatcher(switch, Config().misuse, load_places(DEFAULT_PLACES))
 
 
+@contextlib.asynccontextmanager
+async def watching(switch: Switch, watcher: MisuseWatcher) -> AsyncIterator[None]:
+    """The journal writer and the watcher running for the block, the journal durable
+    before the watcher starts; the journal closed after."""
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(switch.journal.run)
+            await switch.journal.flush()
+            await group.start(watcher.run)
+            yield
+            group.cancel_scope.cancel()
+    finally:
+        switch.journal.close()
+
+
+async def judged(watcher: MisuseWatcher, position: int) -> None:
+    with anyio.fail_after(WAIT_SECONDS):
+        await watcher.wait_judged(position)
+
+
 def flags_of(switch: Switch) -> list[tuple[str, str]]:
     return [(f.raised.card, f.raised.rule) for f in switch.engine.casework.flags.values()]
 
@@ -74,18 +96,11 @@ async def test_the_follower_finds_and_the_watcher_journals_flags(
     journal.append(trip[1:])
     registered = TerminalRegistered("MZ01", "gate", "shiyan-metro", "000000", "M", "M52", "exit")
     journal.append([registered, *impossible_trip(clock, "X00000045", 10, "MZ01")])
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(journal.run)
-            await group.start(watcher.run)
-            with anyio.fail_after(WAIT_SECONDS):
-                await watcher.wait_judged(journal.appended_position)
-            assert watcher.follower_pid is not None
-            # It takes only CPU that nothing else wants (switch/background.py).
-            assert os.sched_getscheduler(watcher.follower_pid) == os.SCHED_IDLE
-            group.cancel_scope.cancel()
-    finally:
-        journal.close()
+    async with watching(switch, watcher):
+        await judged(watcher, journal.appended_position)
+        assert watcher.follower_pid is not None
+        # It takes only CPU that nothing else wants (switch/background.py).
+        assert os.sched_getscheduler(watcher.follower_pid) == os.SCHED_IDLE
     assert flags_of(switch) == [
         ("X00000044", "impossible_travel"),
         ("X00000045", "impossible_travel"),
@@ -107,22 +122,14 @@ async def test_a_killed_follower_is_replaced_and_judging_goes_on(
     # the new follower has forgotten the first use, so only the second trip is found.
     journal.append(impossible_trip(clock, "X00000044", 1, "MO07"))
     journal.append([use(clock, "MI01", "X00000046", 20)])
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(journal.run)
-            await group.start(watcher.run)
-            with anyio.fail_after(WAIT_SECONDS):
-                await watcher.wait_judged(journal.appended_position)
-            assert watcher.follower_pid is not None
-            os.kill(watcher.follower_pid, signal.SIGKILL)
-            clock.advance(minutes=5)
-            journal.append([use(clock, "MO07", "X00000046", 21)])
-            journal.append(impossible_trip(clock, "X00000047", 30, "MO07"))
-            with anyio.fail_after(WAIT_SECONDS):
-                await watcher.wait_judged(journal.appended_position)
-            group.cancel_scope.cancel()
-    finally:
-        journal.close()
+    async with watching(switch, watcher):
+        await judged(watcher, journal.appended_position)
+        assert watcher.follower_pid is not None
+        os.kill(watcher.follower_pid, signal.SIGKILL)
+        clock.advance(minutes=5)
+        journal.append([use(clock, "MO07", "X00000046", 21)])
+        journal.append(impossible_trip(clock, "X00000047", 30, "MO07"))
+        await judged(watcher, journal.appended_position)
     assert watcher.restarts_total == 1
     assert flags_of(switch) == [
         ("X00000044", "impossible_travel"),
@@ -143,16 +150,8 @@ async def test_records_a_follower_keeps_failing_on_are_skipped_not_judged_foreve
     journal = switch.journal
     first = journal.appended_position
     journal.append(impossible_trip(clock, "X00000044", 1, "MO07"))
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(journal.run)
-            await journal.flush()
-            await group.start(watcher.run)
-            with anyio.fail_after(WAIT_SECONDS):
-                await watcher.wait_judged(journal.durable_position)
-            group.cancel_scope.cancel()
-    finally:
-        journal.close()
+    async with watching(switch, watcher):
+        await judged(watcher, journal.durable_position)
     assert watcher.restarts_total == watcher_module.FAILURES_IN_A_ROW_MAX
     assert watcher.skipped_records_total == journal.durable_position - first == 2
     assert flags_of(switch) == []

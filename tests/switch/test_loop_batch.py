@@ -71,6 +71,13 @@ class CountingPasses:
         self.real = switch.process_reads
         self.batches: list[int] = []  # reads per pass
 
+    @classmethod
+    def installed(cls, switch: Switch) -> CountingPasses:
+        """Counting in place of the switch's own."""
+        passes = cls(switch)
+        switch.process_reads = passes  # type: ignore[method-assign]
+        return passes
+
     def __call__(self, reads: list[list[RequestFrame | RejectedFrame]]) -> Any:
         self.batches.append(len(reads))
         return self.real(reads)
@@ -102,8 +109,7 @@ async def test_reads_arriving_while_a_group_is_synced_are_decided_as_one_batch_a
     gated_switch: tuple[Switch, GatedFdatasync], keys: KeyStore, clock: FakeClock
 ) -> None:
     switch, gate = gated_switch
-    passes = CountingPasses(switch)
-    switch.process_reads = passes  # type: ignore[method-assign]
+    passes = CountingPasses.installed(switch)
     batch = LoopBatch(switch, asyncio.get_running_loop())
     first, second, third = (
         FakeConnection(t, MacKey(keys.terminals[t])) for t in ("G0001", "G0002", "G0003")
