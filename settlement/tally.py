@@ -43,10 +43,12 @@ from settlement.records import (
 from switch.banks.records import IsoPayment
 from switch.journal.segment import (
     CHAIN_SIZE,
-    FORMAT_VERSION,
     HEADER,
     LENGTH_MASK,
+    LINK_END,
     MAGIC,
+    NO_CHAIN,
+    READABLE_VERSIONS,
     RECORD_BYTES_MAX,
     RECORD_HEADER,
 )
@@ -60,6 +62,7 @@ ADJUSTMENT_ENTRY = "ADJS"  # a reconciliation adjustment
 BEFORE_SEGMENT = -1
 
 _INDEX = struct.Struct(">Q")
+_LENGTH = struct.Struct(">I")
 
 
 class BankLine(NamedTuple):
@@ -80,7 +83,9 @@ class BankLine(NamedTuple):
 class Tally:
     segment_first: int
     first_index: int  # of the range tallied
-    end_index: int = 0  # one past the last record read (verified)
+    # One past the last record read and verified: past the range's end when that falls
+    # inside a link of the chain, which is read whole (segment.py).
+    end_index: int = 0
     header_chain: bytes = b""
     end_chain: bytes = b""
     records: int = 0  # records of the range tallied
@@ -128,17 +133,17 @@ def tally_segment(job: SegmentJob) -> Tally:
     if len(data) < HEADER.size:
         raise JournalUnreadable(f"{job.path}: shorter than its header")
     magic, version, first, header_chain = HEADER.unpack_from(data, 0)
-    if magic != MAGIC or version != FORMAT_VERSION or first != job.segment_first:
-        raise JournalUnreadable(f"{job.path}: not format-{FORMAT_VERSION} segment {first}")
+    if magic != MAGIC or version not in READABLE_VERSIONS or first != job.segment_first:
+        raise JournalUnreadable(f"{job.path}: not a readable journal segment {first}")
     tally = Tally(job.segment_first, job.first_index, header_chain=header_chain)
     try:
-        _scan(data, job, tally)
+        _scan(data, version, job, tally)
     except ConservationError as exc:
         raise ConservationError(f"{Path(job.path).name}: {exc}") from exc
     return tally
 
 
-def _scan(data: bytes, job: SegmentJob, tally: Tally) -> None:
+def _scan(data: bytes, version: int, job: SegmentJob, tally: Tally) -> None:
     # Locals only inside the loop: this runs ten million times a cycle.
     view = memoryview(data)
     size = len(data)
@@ -153,97 +158,132 @@ def _scan(data: bytes, job: SegmentJob, tally: Tally) -> None:
     registered: dict[str, int] = {}  # terminal -> index of its registration in this segment
     decisions_before: dict[str, list[int]] = {}  # terminals not registered in the segment
     chain = tally.header_chain
+    per_record = version == 2  # format 2: a chain value per record (segment.py)
+    link = None  # the link being read (format 3): its hash so far
+    link_first = job.segment_first
+    # The link's records in the range tallied: tallied once its chain value is checked.
+    pending: list[tuple[int, memoryview]] = []
+    pack_length = _LENGTH.pack
     offset = HEADER.size
-    index = job.segment_first
+    at = job.segment_first  # index of the record at `offset`
+    read_end = at  # one past the last record whose chain value was checked
     records = financial = movement = purse_net = 0
-    while index <= last_index and offset < size:
+    while read_end <= last_index and offset < size:
         if size - offset < header_size:
             break
-        length, _crc, stored = unpack(data, offset)
-        length &= LENGTH_MASK  # the top bit marks a write group's end (segment.py)
+        length_field, _crc, stored = unpack(data, offset)
+        length = length_field & LENGTH_MASK  # the top bits mark group and link ends
         begin = offset + header_size
         end = begin + length
         if not 0 < length <= RECORD_BYTES_MAX or end > size:
             break
         payload = view[begin:end]
-        hasher = keyed.copy()
-        hasher.update(chain)
-        hasher.update(pack_index(index))
-        hasher.update(payload)
-        chain = hasher.digest()
-        if chain != stored:
+        if not per_record:
+            if link is None:
+                link = keyed.copy()
+                link.update(chain + pack_index(at))
+                link_first = at
+            link.update(pack_length(length))
+            link.update(payload)
+            if not length_field & LINK_END:
+                if stored != NO_CHAIN:
+                    raise JournalUnreadable(
+                        f"record {at} at byte {offset} of segment {job.segment_first}: a "
+                        "chain value inside a link"
+                    )
+                if first_index <= at <= last_index:
+                    pending.append((at, payload))
+                offset = end
+                at += 1
+                continue
+            expected = link.digest()
+            link = None
+        else:
+            hasher = keyed.copy()
+            hasher.update(chain)
+            hasher.update(pack_index(at))
+            hasher.update(payload)
+            expected = hasher.digest()
+            link_first = at
+        if expected != stored:
+            which = f"record {at}" if link_first == at else f"one of records {link_first}-{at}"
             raise JournalUnreadable(
-                f"record {index} at byte {offset} of segment {job.segment_first}: chain value "
+                f"{which}, ending at byte {offset} of segment {job.segment_first}: chain value "
                 "does not match (altered, moved, or not this journal's key)"
             )
+        chain = expected
+        if first_index <= at <= last_index:
+            pending.append((at, payload))
         offset = end
-        if index < first_index:
-            index += 1
-            continue
-        try:
-            record = decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise JournalUnreadable(f"record {index}: chained but undecodable: {exc}") from exc
-        kind = type(record)
-        records += 1
-        if reference_only:
-            if kind is TerminalView:
-                tally.registrations.append((index, record.terminal_id, record.owner, record.kind))
-            elif kind is CycleClosed:
-                tally.closes.append((index, record))
-            elif kind is CycleSettled:
-                tally.settles.append((index, record))
-        elif kind is DecisionView:
-            moved = record.moved_fen
-            if moved:
-                terminal = record.terminal_id
-                # Keyed by the terminal alone unless it was registered in this segment: a
-                # string's hash is cached, a tuple's is computed on every lookup.
-                if registered and terminal in registered:
-                    key = (terminal, registered[terminal])
-                    counts = decisions.get(key)
+        at += 1
+        read_end = at
+        ready, pending = pending, []
+        for index, payload in ready:
+            try:
+                record = decode(payload)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise JournalUnreadable(f"record {index}: chained but undecodable: {exc}") from exc
+            kind = type(record)
+            records += 1
+            if reference_only:
+                if kind is TerminalView:
+                    tally.registrations.append(
+                        (index, record.terminal_id, record.owner, record.kind)
+                    )
+                elif kind is CycleClosed:
+                    tally.closes.append((index, record))
+                elif kind is CycleSettled:
+                    tally.settles.append((index, record))
+            elif kind is DecisionView:
+                moved = record.moved_fen
+                if moved:
+                    terminal = record.terminal_id
+                    # Keyed by the terminal alone unless it was registered in this segment: a
+                    # string's hash is cached, a tuple's is computed on every lookup.
+                    if registered and terminal in registered:
+                        key = (terminal, registered[terminal])
+                        counts = decisions.get(key)
+                        if counts is None:
+                            counts = decisions[key] = [0, 0, 0, 0]
+                    else:
+                        counts = decisions_before.get(terminal)
+                        if counts is None:
+                            counts = decisions_before[terminal] = [0, 0, 0, 0]
+                    if moved < 0:
+                        counts[0] += 1
+                        counts[1] -= moved
+                        movement -= moved
+                    else:
+                        counts[2] += 1
+                        counts[3] += moved
+                        movement += moved
+                    purse_net += moved
+                    financial += 1
+            elif kind is OfflineView:
+                charge = record.charge_fen
+                if charge:
+                    terminal = record.terminal_id
+                    key = (terminal, registered.get(terminal, BEFORE_SEGMENT))
+                    counts = offline.get(key)  # offline uploads are few: no fast path
                     if counts is None:
-                        counts = decisions[key] = [0, 0, 0, 0]
-                else:
-                    counts = decisions_before.get(terminal)
-                    if counts is None:
-                        counts = decisions_before[terminal] = [0, 0, 0, 0]
-                if moved < 0:
+                        counts = offline[key] = [0, 0, 0]
                     counts[0] += 1
-                    counts[1] -= moved
-                    movement -= moved
-                else:
-                    counts[2] += 1
-                    counts[3] += moved
-                    movement += moved
-                purse_net += moved
-                financial += 1
-        elif kind is OfflineView:
-            charge = record.charge_fen
-            if charge:
-                terminal = record.terminal_id
-                key = (terminal, registered.get(terminal, BEFORE_SEGMENT))
-                counts = offline.get(key)  # offline uploads are few: no fast path
-                if counts is None:
-                    counts = offline[key] = [0, 0, 0]
-                counts[0] += 1
-                counts[1] += charge
-                counts[2] += record.paid_fen
-                movement += charge
-                purse_net -= record.paid_fen
-                financial += 1
-        elif kind in NO_MONEY_VIEWS:
-            pass
-        else:
-            moved_fen, purse_fen = _rare(index, record, tally, registered)
-            if moved_fen:
-                financial += 1
-                movement += moved_fen
-                purse_net += purse_fen
-        index += 1
+                    counts[1] += charge
+                    counts[2] += record.paid_fen
+                    movement += charge
+                    purse_net -= record.paid_fen
+                    financial += 1
+            elif kind in NO_MONEY_VIEWS:
+                pass
+            else:
+                moved_fen, purse_fen = _rare(index, record, tally, registered)
+                if moved_fen:
+                    financial += 1
+                    movement += moved_fen
+                    purse_net += purse_fen
     for terminal, counts in decisions_before.items():
         decisions[(terminal, BEFORE_SEGMENT)] = counts
-    tally.end_index = index
+    tally.end_index = read_end
     tally.end_chain = chain
     tally.records = records
     tally.financial = financial

@@ -21,15 +21,18 @@ from switch.durable import fsync_directory
 from switch.errors import JournalCorrupt, SnapshotMismatch
 from switch.journal.records import Record, decoder
 from switch.journal.segment import (
-    FORMAT_VERSION,
     GENESIS_CHAIN,
     GROUP_END,
     HEADER,
     LENGTH_MASK,
+    LINK_RECORDS_MAX,
     MAGIC,
+    NO_CHAIN,
+    READABLE_VERSIONS,
     RECORD_BYTES_MAX,
     RECORD_HEADER,
     Damage,
+    LinkChain,
     chain_next,
     never_written,
     scan_records,
@@ -60,11 +63,15 @@ class SegmentRead:
     intact_end: int  # byte offset where the intact prefix ends
     problem: str | None  # why it ended early: None when it reached the end of the file
     tampered: bool  # the problem is a wrong chain value (bytes intact), not a torn write
-    chain: bytes  # chain value after the last intact record
+    chain: bytes  # chain value after the last intact record (format 3: the last append)
     # Zeros after the last record: preallocated space never written (segment.py). Normal
     # in the last segment after a crash; anywhere else the segment was not cut when the
     # next one began.
     unwritten_bytes: int = 0
+    # Where `journal verify` points for a problem in intact bytes: (byte offset, record
+    # index) of the damaged record, or of the first record of the link whose chain value
+    # fails. None: at the intact end, the start of a torn group.
+    problem_at: tuple[int, int] | None = None
 
 
 def read_segment(
@@ -79,11 +86,13 @@ def read_segment(
     bank, say), none of them was acknowledged, and a replay must see all or none of them.
     Groups never span segments (the writer rolls before a group), so the group starts
     after the last group-end mark in this segment, or at `start`."""
+    per_record = HEADER.unpack_from(data, 0)[1] == 2  # format 2: a chain value per record
     payloads: list[bytes] = []
-    chain = prev_chain
     index = first_index
-    # Where the last whole group ends: records, byte offset and chain value.
-    whole = (0, start, prev_chain)
+    # Where the last checked link ends, and the last whole group: records, byte offset and
+    # chain value. Records after `checked` are intact but not yet proven by a chain value.
+    checked = whole = (0, start, prev_chain)
+    link: LinkChain | None = None  # the link being read, format 3
     end = len(data)
     for item in scan_records(data, start):
         if isinstance(item, Damage):
@@ -91,30 +100,60 @@ def read_segment(
                 end = item.offset
                 break
             if _intact_after(data, item.offset):
-                problem = f"record {index}: {item.problem}, but the records after it are intact"
-                return SegmentRead(payloads, item.offset, problem, True, chain)
+                damage = f"record {index}: {item.problem}, but the records after it are intact"
+                return _tampered(payloads, checked, damage, (item.offset, index))
             return _torn(payloads, whole, item.problem)
         payload = data[item.payload_start : item.payload_start + item.length]
-        expected = chain_next(key, chain, index, payload)
-        if item.chain != expected:
+        problem: str | None = None
+        at = (item.offset, index)
+        if per_record:
+            expected: bytes | None = chain_next(key, checked[2], index, payload)
+        else:
+            if link is None:
+                link = LinkChain(key, checked[2], index)
+            link.add(payload)
+            expected = link.value() if item.link_end else None
+            if expected is None and (item.chain != NO_CHAIN or item.group_end):
+                problem = f"record {index}: a chain value or group end inside a link"
+            elif expected is None and link.records == LINK_RECORDS_MAX:
+                first = checked[0] + first_index
+                problem = (
+                    f"one of records {first}-{index}: no link end where one must be (links "
+                    f"are at most {LINK_RECORDS_MAX} records)"
+                )
+                at = (checked[1], first)
+        if expected is not None and item.chain != expected:
+            first = checked[0] + first_index
+            which = f"record {index}" if first == index else f"one of records {first}-{index}"
             problem = (
-                f"record {index}: chain value does not match: the record was altered, "
-                "deleted, inserted or moved (or the journal key is not this journal's)"
+                f"{which}: chain value does not match: altered, deleted, inserted or moved "
+                "(or the journal key is not this journal's)"
             )
+            at = (checked[1], first)
+        if problem is not None:
             # In the last group a sector holding only this header may have been lost in a
             # crash; anywhere before it, intact bytes with a wrong chain value are tampering.
             if _intact_after(data, item.offset):
-                return SegmentRead(payloads, item.offset, problem, True, chain)
+                return _tampered(payloads, checked, problem, at)
             return _torn(payloads, whole, problem)
         payloads.append(payload)
-        chain = expected
         index += 1
-        if item.group_end:
-            whole = (len(payloads), item.payload_start + item.length, chain)
+        if expected is not None:
+            link = None
+            checked = (len(payloads), item.payload_start + item.length, expected)
+            if item.group_end:
+                whole = checked
     if whole[0] != len(payloads):
         # Whole records, but not the group's last one: the tear fell between two records.
         return _torn(payloads, whole, f"record {index}: missing, its group unfinished")
-    return SegmentRead(payloads, end, None, False, chain, len(data) - end)
+    return SegmentRead(payloads, end, None, False, whole[2], len(data) - end)
+
+
+def _tampered(
+    payloads: list[bytes], checked: tuple[int, int, bytes], problem: str, at: tuple[int, int]
+) -> SegmentRead:
+    records, end, chain = checked
+    return SegmentRead(payloads[:records], end, problem, True, chain, problem_at=at)
 
 
 def _torn(payloads: list[bytes], whole: tuple[int, int, bytes], problem: str) -> SegmentRead:
@@ -176,8 +215,8 @@ def _intact_after(data: bytes, offset: int) -> bool:
 
 def check_header(path: Path, data: bytes, next_index: int, prev_chain: bytes) -> None:
     magic, version, first_index, header_chain = HEADER.unpack_from(data, 0)
-    if magic != MAGIC or version != FORMAT_VERSION:
-        raise JournalCorrupt(f"{path.name}: not a format-{FORMAT_VERSION} journal segment")
+    if magic != MAGIC or version not in READABLE_VERSIONS:
+        raise JournalCorrupt(f"{path.name}: not a journal segment of a format this version reads")
     if first_index != next_index:
         raise JournalCorrupt(
             f"{path.name}: starts at record {first_index}, expected {next_index} "

@@ -1,27 +1,42 @@
-"""Journal file format (version 2: hash-chained).
+"""Journal file format (version 3: hash-chained per link; version 2 still read).
 
 A journal is a directory of segment files named by the index of their first record
 (`00000000000000000000.journal`). A segment is
 
-    header  32 bytes: magic b"OCJ1", u32 format version (2), u64 index of its first record,
-            16-byte chain value before that record
-    record* u32 payload length (its top bit set on the last record of each write group),
-            u32 CRC-32 of the payload, 16-byte chain value, payload (records.py, MessagePack)
+    header  32 bytes: magic b"OCJ1", u32 format version (3, or 2), u64 index of its first
+            record, 16-byte chain value before that record
+    record* u32 length field, u32 CRC-32 of the payload, 16-byte chain value, payload
+            (records.py, MessagePack)
 
-all integers big-endian. The segment being written is preallocated (writer.py), so
+all integers big-endian. The length field holds the payload's length in its low 30 bits;
+its top bit is set on the last record of each write group, the next one (format 3) on the
+last record of each link. The segment being written is preallocated (writer.py), so
 after a crash its file may run on past the last record in zeros: space never written,
 which ends the segment as the file's end would. Only the last segment may have such a
 tail; the writer cuts a segment to its records before it starts the next.
 
-A record's index is its position in the whole journal, counted from 0. The chain value
-of record i is
+A record's index is its position in the whole journal, counted from 0. An append is the
+records the engine decided together (one call of `Journal.append`); it never spans write
+groups or segments. Format 3 cuts each append into links of LINK_RECORDS_MAX consecutive
+records (the last link of an append may be shorter) and stores one chain value per link,
+on its last record; the other records' chain fields are zero:
 
-    keyed BLAKE2b-128(key = the journal key, chain(i-1) || u64 i || payload)
+    chain(link) = keyed BLAKE2b-128(key = the journal key,
+                      chain(previous link) || u64 index of its first record ||
+                      (u32 payload length || payload) for each of its records)
 
-with chain(-1) = 16 zero bytes. The CRC tells a torn or decayed record (a crash, a bad
-sector); the chain tells a record that is intact but not where it was written — altered and
-re-checksummed, deleted, inserted or moved. Without the journal key (keys.json) the chain
-cannot be forged, so the journal is tamper-evident, not merely checksummed.
+with the chain before the first link = 16 zero bytes. Format 2 chained every record on
+its own, as keyed BLAKE2b-128(chain(i-1) || u64 i || payload): a digest per record, which
+cost the event loop twice what the rest of a record's encoding does (docs/performance.md,
+Seventh round). The price of links is granularity: a record altered, deleted, inserted or
+moved is found as its link's chain value failing, which names the link's records.
+
+The CRC tells a torn or decayed record (a crash, a bad sector); the chain tells a record
+that is intact but not where it was written: altered and re-checksummed, deleted,
+inserted, moved or re-split. A link-end mark set or cleared changes which records a chain
+value covers, so it cannot match either. Without the journal key (keys.json) the chain
+cannot be forged, so the journal is tamper-evident, not merely checksummed. A write group
+ends on a link's end; a snapshot is taken at an append's end, so it also starts a link.
 
 The group-end bit is what lets recovery tell a torn write from damage: a crash can tear
 only the group being synced, the last one, so damage followed by two group ends (its own
@@ -42,14 +57,24 @@ from typing import NamedTuple
 from switch.journal.records import Record, encoder
 
 MAGIC = b"OCJ1"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# Segments of these versions are read; only FORMAT_VERSION is written (writer.py starts a
+# new segment rather than continue one of another version).
+READABLE_VERSIONS = frozenset({2, FORMAT_VERSION})
 CHAIN_SIZE = 16
 GENESIS_CHAIN = bytes(CHAIN_SIZE)
+NO_CHAIN = bytes(CHAIN_SIZE)  # format 3: the chain field of a record inside a link
 HEADER = struct.Struct(f">4sIQ{CHAIN_SIZE}s")
 RECORD_HEADER = struct.Struct(f">II{CHAIN_SIZE}s")
 _INDEX = struct.Struct(">Q")
+_LENGTH = struct.Struct(">I")
 GROUP_END = 0x8000_0000
-LENGTH_MASK = 0x7FFF_FFFF
+LINK_END = 0x4000_0000  # format 3; format 2 lengths never reach it (RECORD_BYTES_MAX)
+# Records per link of the chain, at most (format 3). One digest per link instead of per
+# record is what makes format 3 cheap; a short link is what lets `journal verify` point at
+# the few records a wrong chain value may concern. At 16 the digests are 2% of the cost.
+LINK_RECORDS_MAX = 16
+LENGTH_MASK = 0x3FFF_FFFF
 # Segments are rolled at this size so recovery reads and checks a bounded amount per file
 # and old segments can be archived whole. 64 MiB is ~500k decisions: minutes of rush hour.
 SEGMENT_BYTES_MAX = 64 * 1024 * 1024
@@ -72,12 +97,13 @@ def segment_paths(directory: Path) -> list[Path]:
 
 @functools.lru_cache(maxsize=4)
 def _keyed(key: bytes) -> hashlib.blake2b:
+    # Copies of the keyed state skip hashing the key block again for every chain value (a
+    # fifth of the chain's cost, which a restart pays per replayed link).
     return hashlib.blake2b(key=key, digest_size=CHAIN_SIZE)
 
 
 def chain_next(key: bytes, prev_chain: bytes, index: int, payload: bytes) -> bytes:
-    # A copy of the keyed state skips hashing the key block again for every record (a
-    # fifth of the chain's cost, which a restart pays per replayed record).
+    """Format 2's chain value of record `index` (one record, one digest)."""
     h = _keyed(key).copy()
     h.update(prev_chain)
     h.update(_INDEX.pack(index))
@@ -85,28 +111,69 @@ def chain_next(key: bytes, prev_chain: bytes, index: int, payload: bytes) -> byt
     return h.digest()
 
 
+class LinkChain:
+    """Format 3's chain value of one link, fed its payloads in order:
+    `LinkChain(key, prev, first_index)`, `add(payload)` per record, `value()` at its end.
+    What readers check a link with; encode_records computes the same, inlined."""
+
+    __slots__ = ("_hash", "records")
+
+    def __init__(self, key: bytes, prev_chain: bytes, first_index: int) -> None:
+        self._hash = _keyed(key).copy()
+        self._hash.update(prev_chain + _INDEX.pack(first_index))
+        self.records = 0
+
+    def add(self, payload: bytes | memoryview) -> None:
+        self._hash.update(_LENGTH.pack(len(payload)))
+        self._hash.update(payload)
+        self.records += 1
+
+    def value(self) -> bytes:
+        return self._hash.digest()
+
+
 def encode_records(
     records: Iterable[Record], first_index: int, prev_chain: bytes, key: bytes
 ) -> tuple[bytes, int, bytes, int]:
-    """The bytes of these records as they go on disk, how many there were, the chain value
-    after the last, and the offset of the last record's header (-1 when none)."""
-    parts = []
-    last_offset = -1
+    """The bytes of these records as they go on disk (one append), how many there were, the
+    chain value after them, and the offset of the last record's header (-1 when none)."""
+    parts: list[bytes] = []
     offset = 0
-    index = first_index
+    count = 0
     pack = RECORD_HEADER.pack
     encode = encoder.encode
     crc32 = zlib.crc32
+    # LinkChain, inlined: this runs for every decision on the event loop.
+    keyed = _keyed(key)
+    pack_index = _INDEX.pack
+    pack_length = _LENGTH.pack
     chain = prev_chain
+    link = None
+    payload = b""
     for record in records:
+        if count:  # the previous record's header, now that it is known whether it ends a link
+            if count % LINK_RECORDS_MAX:
+                parts.append(pack(len(payload), crc32(payload), NO_CHAIN))
+            else:
+                assert link is not None
+                chain = link.digest()
+                link = None
+                parts.append(pack(len(payload) | LINK_END, crc32(payload), chain))
+            parts.append(payload)
+            offset += RECORD_HEADER.size + len(payload)
+        if link is None:
+            link = keyed.copy()
+            link.update(chain + pack_index(first_index + count))
         payload = encode(record)
-        chain = chain_next(key, chain, index, payload)
-        parts.append(pack(len(payload), crc32(payload), chain))
-        parts.append(payload)
-        last_offset = offset
-        offset += RECORD_HEADER.size + len(payload)
-        index += 1
-    return b"".join(parts), index - first_index, chain, last_offset
+        link.update(pack_length(len(payload)))
+        link.update(payload)
+        count += 1
+    if link is None:
+        return b"", 0, prev_chain, -1
+    chain = link.digest()
+    parts.append(pack(len(payload) | LINK_END, crc32(payload), chain))
+    parts.append(payload)
+    return b"".join(parts), count, chain, offset
 
 
 def mark_group_end(chunk: bytes, record_offset: int) -> bytes:
@@ -125,6 +192,7 @@ class RawRecord(NamedTuple):
     length: int
     chain: bytes
     group_end: bool
+    link_end: bool  # format 3's mark; in a format-2 segment every record ends a link
 
 
 @dataclass(frozen=True)
@@ -163,5 +231,12 @@ def scan_records(data: bytes, start: int) -> Iterator[RawRecord | Damage]:
         if zlib.crc32(data[begin:end]) != crc:
             yield Damage(offset, "checksum mismatch")
             return
-        yield RawRecord(offset, begin, length, chain, bool(length_field & GROUP_END))
+        yield RawRecord(
+            offset,
+            begin,
+            length,
+            chain,
+            bool(length_field & GROUP_END),
+            bool(length_field & LINK_END),
+        )
         offset = end

@@ -17,7 +17,7 @@ import msgspec
 
 from switch.journal.records import Record, decoder
 from switch.journal.recovery import read_segment
-from switch.journal.segment import FORMAT_VERSION, GENESIS_CHAIN, HEADER, MAGIC, segment_paths
+from switch.journal.segment import GENESIS_CHAIN, HEADER, MAGIC, READABLE_VERSIONS, segment_paths
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def verify(directory: Path, key: bytes) -> VerifyReport:
             report.findings.append(Finding(path.name, 0, next_index, "shorter than its header"))
             continue
         magic, version, first_index, header_chain = HEADER.unpack_from(data, 0)
-        if magic != MAGIC or version != FORMAT_VERSION:
+        if magic != MAGIC or version not in READABLE_VERSIONS:
             report.findings.append(Finding(path.name, 0, next_index, "not a journal segment"))
             continue
         if first_index != next_index:
@@ -77,7 +77,8 @@ def verify(directory: Path, key: bytes) -> VerifyReport:
         next_index = first_index + len(read.payloads)
         chain = read.chain
         if read.problem is not None:
-            report.findings.append(Finding(path.name, read.intact_end, next_index, read.problem))
+            offset, record = read.problem_at or (read.intact_end, next_index)
+            report.findings.append(Finding(path.name, offset, record, read.problem))
         elif read.unwritten_bytes and path != paths[-1]:
             # Preallocated space is cut before the next segment begins (segment.py).
             problem = f"{read.unwritten_bytes} zero bytes after its last record"

@@ -47,6 +47,7 @@ from switch.journal.feed import JournalFeed
 from switch.journal.records import Record
 from switch.journal.recovery import RecoveryReport
 from switch.journal.segment import (
+    FORMAT_VERSION,
     HEADER,
     SEGMENT_BYTES_MAX,
     encode_records,
@@ -116,16 +117,22 @@ class Journal:
         self._segments_total = max(recovered.segments, 1)
         self.fsync_seconds = BucketHistogram(LATENCY_BUCKETS_SECONDS)
         self.group_records = BucketHistogram(BATCH_SIZE_BUCKETS)
-        if recovered.last_segment is not None:
+        last_segment = recovered.last_segment
+        if last_segment is not None and _segment_version(last_segment) != FORMAT_VERSION:
+            # One format per segment: a journal of an older format goes on in a new segment.
+            _retire(last_segment, recovered.last_segment_bytes)
+            last_segment = None
+            self._segments_total += recovered.last_segment_bytes > HEADER.size
+        if last_segment is not None:
             # Not O_APPEND: a crashed run leaves the preallocated space after the records.
-            self._fd = os.open(recovered.last_segment, os.O_WRONLY)
+            self._fd = os.open(last_segment, os.O_WRONLY)
             self._segment_bytes = recovered.last_segment_bytes
             os.lseek(self._fd, self._segment_bytes, os.SEEK_SET)
             try:
                 preallocate(self._fd, segment_bytes_max)
             except OSError as exc:
                 # Not worth refusing to start over: the writes fail when the space does.
-                log.warning("journal segment %s not preallocated: %s", recovered.last_segment, exc)
+                log.warning("journal segment %s not preallocated: %s", last_segment, exc)
         else:
             self._fd = self._create_segment(recovered.next_index, recovered.last_chain)
             self._segment_bytes = HEADER.size
@@ -373,6 +380,25 @@ class Journal:
         os.fsync(fd)
         fsync_directory(self.directory)  # the new name itself must survive a crash
         return fd
+
+
+def _segment_version(path: Path) -> int:
+    with open(path, "rb") as file:
+        version: int = HEADER.unpack(file.read(HEADER.size))[1]
+    return version
+
+
+def _retire(path: Path, records_end: int) -> None:
+    """Close a segment for good before a new one starts at the next record: cut to its
+    records (only the last segment may run on in zeros), or removed when it holds none (the
+    new one takes its name)."""
+    if records_end > HEADER.size:
+        with open(path, "r+b") as file:
+            file.truncate(records_end)
+            os.fsync(file.fileno())
+    else:
+        path.unlink()
+        fsync_directory(path.parent)
 
 
 def _loop_poster() -> Callable[..., object]:
