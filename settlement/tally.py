@@ -46,11 +46,13 @@ from switch.journal.segment import (
     HEADER,
     LENGTH_MASK,
     LINK_END,
+    LINK_LENGTH,
     MAGIC,
     NO_CHAIN,
     READABLE_VERSIONS,
     RECORD_BYTES_MAX,
     RECORD_HEADER,
+    link_start,
 )
 from switch.lifecycle.records import MedicalSettled, PurseRefunded
 
@@ -62,7 +64,6 @@ ADJUSTMENT_ENTRY = "ADJS"  # a reconciliation adjustment
 BEFORE_SEGMENT = -1
 
 _INDEX = struct.Struct(">Q")
-_LENGTH = struct.Struct(">I")
 
 
 class BankLine(NamedTuple):
@@ -163,7 +164,7 @@ def _scan(data: bytes, version: int, job: SegmentJob, tally: Tally) -> None:
     link_first = job.segment_first
     # The link's records in the range tallied: tallied once its chain value is checked.
     pending: list[tuple[int, memoryview]] = []
-    pack_length = _LENGTH.pack
+    pack_length = LINK_LENGTH.pack
     offset = HEADER.size
     at = job.segment_first  # index of the record at `offset`
     read_end = at  # one past the last record whose chain value was checked
@@ -180,8 +181,7 @@ def _scan(data: bytes, version: int, job: SegmentJob, tally: Tally) -> None:
         payload = view[begin:end]
         if not per_record:
             if link is None:
-                link = keyed.copy()
-                link.update(chain + pack_index(at))
+                link = link_start(job.chain_key, chain, at)
                 link_first = at
             link.update(pack_length(length))
             link.update(payload)

@@ -25,6 +25,7 @@ from switch.journal.segment import (
     GROUP_END,
     HEADER,
     LENGTH_MASK,
+    LINK_LENGTH,
     LINK_RECORDS_MAX,
     MAGIC,
     NO_CHAIN,
@@ -32,8 +33,8 @@ from switch.journal.segment import (
     RECORD_BYTES_MAX,
     RECORD_HEADER,
     Damage,
-    LinkChain,
     chain_next,
+    link_start,
     never_written,
     scan_records,
     segment_paths,
@@ -92,7 +93,8 @@ def read_segment(
     # Where the last checked link ends, and the last whole group: records, byte offset and
     # chain value. Records after `checked` are intact but not yet proven by a chain value.
     checked = whole = (0, start, prev_chain)
-    link: LinkChain | None = None  # the link being read, format 3
+    link = None  # the hash of the link being read (format 3; segment.link_start)
+    pack_length = LINK_LENGTH.pack
     end = len(data)
     for item in scan_records(data, start):
         if isinstance(item, Damage):
@@ -104,25 +106,32 @@ def read_segment(
                 return _tampered(payloads, checked, damage, (item.offset, index))
             return _torn(payloads, whole, item.problem)
         payload = data[item.payload_start : item.payload_start + item.length]
-        problem: str | None = None
-        at = (item.offset, index)
         if per_record:
-            expected: bytes | None = chain_next(key, checked[2], index, payload)
+            expected = chain_next(key, checked[2], index, payload)
         else:
             if link is None:
-                link = LinkChain(key, checked[2], index)
-            link.add(payload)
-            expected = link.value() if item.link_end else None
-            if expected is None and (item.chain != NO_CHAIN or item.group_end):
-                problem = f"record {index}: a chain value or group end inside a link"
-            elif expected is None and link.records == LINK_RECORDS_MAX:
-                first = checked[0] + first_index
-                problem = (
-                    f"one of records {first}-{index}: no link end where one must be (links "
-                    f"are at most {LINK_RECORDS_MAX} records)"
-                )
-                at = (checked[1], first)
-        if expected is not None and item.chain != expected:
+                link = link_start(key, checked[2], index)
+            link.update(pack_length(item.length))
+            link.update(payload)
+            if not item.link_end:
+                if item.chain != NO_CHAIN or item.group_end:
+                    problem = f"record {index}: a chain value or group end inside a link"
+                    at = (item.offset, index)
+                    return _bad_link(data, item.offset, payloads, checked, whole, problem, at)
+                if index - checked[0] - first_index + 1 == LINK_RECORDS_MAX:
+                    first = checked[0] + first_index
+                    problem = (
+                        f"one of records {first}-{index}: no link end where one must be "
+                        f"(links are at most {LINK_RECORDS_MAX} records)"
+                    )
+                    at = (checked[1], first)
+                    return _bad_link(data, item.offset, payloads, checked, whole, problem, at)
+                payloads.append(payload)
+                index += 1
+                continue
+            expected = link.digest()
+            link = None
+        if item.chain != expected:
             first = checked[0] + first_index
             which = f"record {index}" if first == index else f"one of records {first}-{index}"
             problem = (
@@ -130,23 +139,35 @@ def read_segment(
                 "(or the journal key is not this journal's)"
             )
             at = (checked[1], first)
-        if problem is not None:
-            # In the last group a sector holding only this header may have been lost in a
-            # crash; anywhere before it, intact bytes with a wrong chain value are tampering.
-            if _intact_after(data, item.offset):
-                return _tampered(payloads, checked, problem, at)
-            return _torn(payloads, whole, problem)
+            return _bad_link(data, item.offset, payloads, checked, whole, problem, at)
         payloads.append(payload)
         index += 1
-        if expected is not None:
-            link = None
-            checked = (len(payloads), item.payload_start + item.length, expected)
-            if item.group_end:
-                whole = checked
+        checked = (len(payloads), item.payload_start + item.length, expected)
+        if item.group_end:
+            whole = checked
     if whole[0] != len(payloads):
         # Whole records, but not the group's last one: the tear fell between two records.
         return _torn(payloads, whole, f"record {index}: missing, its group unfinished")
     return SegmentRead(payloads, end, None, False, whole[2], len(data) - end)
+
+
+def _bad_link(
+    data: bytes,
+    offset: int,
+    payloads: list[bytes],
+    checked: tuple[int, int, bytes],
+    whole: tuple[int, int, bytes],
+    problem: str,
+    at: tuple[int, int],
+) -> SegmentRead:
+    """Intact bytes the chain does not prove, found at the record at `offset`; `at` is
+    (byte offset, index) of the record `journal verify` points at: the damaged one, or
+    the first of its link."""
+    # In the last group a sector holding only this header may have been lost in a crash;
+    # anywhere before it, intact bytes with a wrong chain value are tampering.
+    if _intact_after(data, offset):
+        return _tampered(payloads, checked, problem, at)
+    return _torn(payloads, whole, problem)
 
 
 def _tampered(

@@ -67,7 +67,7 @@ NO_CHAIN = bytes(CHAIN_SIZE)  # format 3: the chain field of a record inside a l
 HEADER = struct.Struct(f">4sIQ{CHAIN_SIZE}s")
 RECORD_HEADER = struct.Struct(f">II{CHAIN_SIZE}s")
 _INDEX = struct.Struct(">Q")
-_LENGTH = struct.Struct(">I")
+LINK_LENGTH = struct.Struct(">I")  # a record's payload length, as a link's hash takes it
 GROUP_END = 0x8000_0000
 LINK_END = 0x4000_0000  # format 3; format 2 lengths never reach it (RECORD_BYTES_MAX)
 # Records per link of the chain, at most (format 3). One digest per link instead of per
@@ -111,25 +111,14 @@ def chain_next(key: bytes, prev_chain: bytes, index: int, payload: bytes) -> byt
     return h.digest()
 
 
-class LinkChain:
-    """Format 3's chain value of one link, fed its payloads in order:
-    `LinkChain(key, prev, first_index)`, `add(payload)` per record, `value()` at its end.
-    What readers check a link with; encode_records computes the same, inlined."""
-
-    __slots__ = ("_hash", "records")
-
-    def __init__(self, key: bytes, prev_chain: bytes, first_index: int) -> None:
-        self._hash = _keyed(key).copy()
-        self._hash.update(prev_chain + _INDEX.pack(first_index))
-        self.records = 0
-
-    def add(self, payload: bytes | memoryview) -> None:
-        self._hash.update(_LENGTH.pack(len(payload)))
-        self._hash.update(payload)
-        self.records += 1
-
-    def value(self) -> bytes:
-        return self._hash.digest()
+def link_start(key: bytes, prev_chain: bytes, first_index: int) -> hashlib.blake2b:
+    """Format 3: the hash of a link before its records. Each record then goes in as
+    `update(LINK_LENGTH.pack(len(payload)))` and `update(payload)`, and the link's chain
+    value is `digest()`. The writer and every reader do that inline, with no call per
+    record: it is half of what reading a record costs in Python."""
+    h = _keyed(key).copy()
+    h.update(prev_chain + _INDEX.pack(first_index))
+    return h
 
 
 def encode_records(
@@ -143,10 +132,7 @@ def encode_records(
     pack = RECORD_HEADER.pack
     encode = encoder.encode
     crc32 = zlib.crc32
-    # LinkChain, inlined: this runs for every decision on the event loop.
-    keyed = _keyed(key)
-    pack_index = _INDEX.pack
-    pack_length = _LENGTH.pack
+    pack_length = LINK_LENGTH.pack
     chain = prev_chain
     link = None
     payload = b""
@@ -162,8 +148,7 @@ def encode_records(
             parts.append(payload)
             offset += RECORD_HEADER.size + len(payload)
         if link is None:
-            link = keyed.copy()
-            link.update(chain + pack_index(first_index + count))
+            link = link_start(key, chain, first_index + count)
         payload = encode(record)
         link.update(pack_length(len(payload)))
         link.update(payload)
