@@ -64,7 +64,7 @@ class SegmentRead:
     intact_end: int  # byte offset where the intact prefix ends
     problem: str | None  # why it ended early: None when it reached the end of the file
     tampered: bool  # the problem is a wrong chain value (bytes intact), not a torn write
-    chain: bytes  # chain value after the last intact record (format 3: the last append)
+    chain: bytes  # chain value after the last intact record (format 3: its link's)
     # Zeros after the last record: preallocated space never written (segment.py). Normal
     # in the last segment after a crash; anywhere else the segment was not cut when the
     # next one began.
