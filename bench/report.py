@@ -56,6 +56,9 @@ class Step(msgspec.Struct, frozen=True):
     # Peak steps are measured in rounds (bench/options.py PEAK_ROUNDS): a switch step and
     # a baseline step of the same round make one ratio.
     round: int = 1
+    # bench.machine.python_speed_us just before the step (0: not measured): how fast the
+    # machine ran Python then, so that runs on a slow box can be told from slow code.
+    speed_us: float = 0.0
 
 
 # The switch's log says when a snapshot child starts and when it is done
@@ -371,6 +374,19 @@ def _answer_mix(steps: list[Step]) -> str:
     return f"Switch response codes over all measured requests: {shares}."
 
 
+def _speed_lines(steps: Sequence[Step]) -> list[str]:
+    speeds = sorted(step.speed_us for step in steps if step.speed_us)
+    if not speeds:
+        return []
+    return [
+        f"Python speed before each step (bench/machine.py `python_speed_us`, µs, lower is "
+        f"faster): best {speeds[0]:.2f}, median {statistics.median_low(speeds):.2f}, worst "
+        f"{speeds[-1]:.2f} over {len(speeds)} steps. Compare it between runs before "
+        "comparing their absolute figures; the ratios are each of one moment.",
+        "",
+    ]
+
+
 def markdown(report: Report) -> str:
     m = report.machine
     lines = [
@@ -382,6 +398,7 @@ def markdown(report: Report) -> str:
         f"journal on {m.journal_filesystem}; load average at start "
         f"{m.load_average[0]:.2f} / {m.load_average[1]:.2f} / {m.load_average[2]:.2f}.",
         "",
+        *_speed_lines(report.steps),
         "## Targets",
         "",
         "| target | limit | measured | met |",

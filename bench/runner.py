@@ -35,7 +35,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench import iso
 from bench.loadgen import DRAIN_SECONDS
-from bench.machine import describe, write_back
+from bench.machine import describe, python_speed_us, write_back
 from bench.options import BenchOptions
 from bench.report import (
     BASELINE,
@@ -149,13 +149,22 @@ class Session:
             server_pid=server.pid,
             card_start=self.card_position,
         )
+        speed_us = python_speed_us()
         started_unix = time.time()
         result = self._generate(spec, f"{len(self.steps) + 1:02d}-{name.replace(' ', '-')}", name)
         self.card_position += result.cards_used
         if server.process.poll() is not None:
             raise BenchError(f"{server_name} exited during {name}; see {server.log}")
         step = Step(
-            name, server_name, regime, fraction, result, started_unix, time.time(), round_number
+            name,
+            server_name,
+            regime,
+            fraction,
+            result,
+            started_unix,
+            time.time(),
+            round_number,
+            speed_us,
         )
         self.steps.append(step)
         return step

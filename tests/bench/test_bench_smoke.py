@@ -131,6 +131,7 @@ def test_bench_smoke_run_writes_its_outputs(tmp_path: Path) -> None:
     ]
     assert {step.server for step in report.steps} == {SWITCH, BASELINE}
     for step in report.steps:
+        assert step.speed_us > 0, step.name  # the machine's Python speed, taken before it
         result = step.result
         assert result.answered > 0, step.name
         assert result.unanswered == result.retry_mismatches == result.connections_lost == 0
@@ -144,6 +145,7 @@ def test_bench_smoke_run_writes_its_outputs(tmp_path: Path) -> None:
     summary = (directory / "summary.md").read_text()
     assert "## Targets" in summary and "switch / baseline" in summary
     assert "(median of 2 rounds: " in summary
+    assert f"over {len(report.steps)} steps" in summary  # the Python speed line
 
 
 def test_probe_reports_a_step_its_threads_and_the_switchs_histograms(tmp_path: Path) -> None:
