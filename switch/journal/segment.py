@@ -72,7 +72,7 @@ GROUP_END = 0x8000_0000
 LINK_END = 0x4000_0000  # format 3; format 2 lengths never reach it (RECORD_BYTES_MAX)
 # Records per link of the chain, at most (format 3). One digest per link instead of per
 # record is what makes format 3 cheap; a short link is what lets `journal verify` point at
-# the few records a wrong chain value may concern. At 16 the digests are 2% of the cost.
+# the few records a wrong chain value may concern. At 16, a sixteenth of format 2's digests.
 LINK_RECORDS_MAX = 16
 LENGTH_MASK = 0x3FFF_FFFF
 # Segments are rolled at this size so recovery reads and checks a bounded amount per file
@@ -114,8 +114,8 @@ def chain_next(key: bytes, prev_chain: bytes, index: int, payload: bytes) -> byt
 def link_start(key: bytes, prev_chain: bytes, first_index: int) -> hashlib.blake2b:
     """Format 3: the hash of a link before its records. Each record then goes in as
     `update(LINK_LENGTH.pack(len(payload)))` and `update(payload)`, and the link's chain
-    value is `digest()`. The writer and every reader do that inline, with no call per
-    record: it is half of what reading a record costs in Python."""
+    value is `digest()`. The writer and every reader do that inline: a method call per
+    record made reading one half as slow again (3.0 against 2.0 µs)."""
     h = _keyed(key).copy()
     h.update(prev_chain + _INDEX.pack(first_index))
     return h
