@@ -45,6 +45,7 @@ from bench.report import (
     Step,
     overlapped,
     snapshot_windows,
+    speed_lines,
     warnings,
 )
 from bench.runner import Session, pos_count
@@ -128,6 +129,7 @@ def markdown(comparison: Comparison) -> str:
         f"before: {comparison.before}; after: {comparison.after}. Machine: {m.cpus} CPUs "
         f"({m.cpu_model}), Python {m.python}; journal on {m.journal_filesystem}.",
         "",
+        *speed_lines(comparison.steps),
         "Answers/s; latency ms (open loop: from the scheduled send); CPU as % of one core; "
         "'other' is the most the machine's other work took during any of the three; "
         "'snapshots': whose snapshot child was writing during any of the three (it takes a "

@@ -374,7 +374,7 @@ def _answer_mix(steps: list[Step]) -> str:
     return f"Switch response codes over all measured requests: {shares}."
 
 
-def _speed_lines(steps: Sequence[Step]) -> list[str]:
+def speed_lines(steps: Sequence[Step]) -> list[str]:
     speeds = sorted(step.speed_us for step in steps if step.speed_us)
     if not speeds:
         return []
@@ -398,7 +398,7 @@ def markdown(report: Report) -> str:
         f"journal on {m.journal_filesystem}; load average at start "
         f"{m.load_average[0]:.2f} / {m.load_average[1]:.2f} / {m.load_average[2]:.2f}.",
         "",
-        *_speed_lines(report.steps),
+        *speed_lines(report.steps),
         "## Targets",
         "",
         "| target | limit | measured | met |",

@@ -41,3 +41,21 @@ def test_each_row_names_the_switch_whose_snapshot_child_overlapped_it(tmp_path: 
     rows = [line for line in text.splitlines() if line.startswith("| sweep")]
     assert [line.rsplit("|", 2)[-2].strip() for line in rows] == ["-", "after", "after"]
     assert "## Warnings\n\n- switch sweep: something to say" in text
+
+
+def test_the_comparison_says_how_fast_the_machine_ran(tmp_path: Path) -> None:
+    steps = [
+        msgspec.structs.replace(step, speed_us=1.5 + offset)
+        for offset, step in enumerate(row("quiet", "00:10"))
+    ]
+    comparison = Comparison(
+        started_at="2026-11-29T16:00:00",
+        command="python -m bench.compare --before x",
+        machine=describe(tmp_path),
+        before="x",
+        after="y",
+        steps=steps,
+        snapshots={AFTER: [], BEFORE: []},
+        warnings=[],
+    )
+    assert "best 1.50, median 2.50, worst 3.50 over 3 steps" in markdown(comparison)
