@@ -24,20 +24,29 @@ def row(name: str, start: str) -> list[Step]:
     return out
 
 
-def test_each_row_names_the_switch_whose_snapshot_child_overlapped_it(tmp_path: Path) -> None:
-    steps = [*row("quiet", "00:10"), *row("during", "01:20"), *row("late", "05:30")]
-    comparison = Comparison(
+def comparison(
+    tmp_path: Path,
+    steps: list[Step],
+    after_snapshots: list[tuple[float, float]] | None = None,
+    warnings: list[str] | None = None,
+) -> Comparison:
+    return Comparison(
         started_at="2026-11-29T16:00:00",
         command="python -m bench.compare --before x",
         machine=describe(tmp_path),
         before="x",
         after="y",
         steps=steps,
-        snapshots={AFTER: snapshot_windows(LOG, at("16:06:00")), BEFORE: []},
-        warnings=["switch sweep: something to say"],
+        snapshots={AFTER: after_snapshots or [], BEFORE: []},
+        warnings=warnings or [],
     )
 
-    text = markdown(comparison)
+
+def test_each_row_names_the_switch_whose_snapshot_child_overlapped_it(tmp_path: Path) -> None:
+    steps = [*row("quiet", "00:10"), *row("during", "01:20"), *row("late", "05:30")]
+    windows = snapshot_windows(LOG, at("16:06:00"))
+
+    text = markdown(comparison(tmp_path, steps, windows, ["switch sweep: something to say"]))
     rows = [line for line in text.splitlines() if line.startswith("| sweep")]
     assert [line.rsplit("|", 2)[-2].strip() for line in rows] == ["-", "after", "after"]
     assert "## Warnings\n\n- switch sweep: something to say" in text
@@ -48,14 +57,5 @@ def test_the_comparison_says_how_fast_the_machine_ran(tmp_path: Path) -> None:
         msgspec.structs.replace(step, speed_us=1.5 + offset)
         for offset, step in enumerate(row("quiet", "00:10"))
     ]
-    comparison = Comparison(
-        started_at="2026-11-29T16:00:00",
-        command="python -m bench.compare --before x",
-        machine=describe(tmp_path),
-        before="x",
-        after="y",
-        steps=steps,
-        snapshots={AFTER: [], BEFORE: []},
-        warnings=[],
-    )
-    assert "best 1.50, median 2.50, worst 3.50 over 3 steps" in markdown(comparison)
+    text = markdown(comparison(tmp_path, steps))
+    assert "best 1.50, median 2.50, worst 3.50 over 3 steps" in text
