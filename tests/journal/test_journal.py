@@ -801,3 +801,70 @@ async def test_a_reopened_segment_that_cannot_be_preallocated_still_takes_append
     assert "not preallocated" in caplog.text
     replayed, _report = recover_all(tmp_path)
     assert replayed == list(enumerate(decisions(0, 3)))
+
+
+# A replay bounded by `end` reads a journal another process is writing (the snapshot
+# builder): it stops at the durable position and neither truncates nor reports what lies
+# beyond, which may be a group half written.
+@pytest.mark.anyio
+async def test_a_bounded_replay_stops_at_its_end_and_leaves_the_rest_as_it_is(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pristine = tmp_path / "pristine"
+    pristine.mkdir()
+    records = decisions(0, 48)
+    await write_journal(pristine, [records[:4], records[4:40], records[40:]])
+    [segment] = segment_paths(pristine)
+    data = segment.read_bytes()
+    group_end = len(data) - sum(encoded_size(r) for r in records[40:])
+    # The chain value at record 40 as recovery finds it when the journal ends there.
+    upto = tmp_path / "upto"
+    upto.mkdir()
+    (upto / segment.name).write_bytes(data[:group_end])
+    expected_chain = recover_all(upto)[1].last_chain
+
+    live = tmp_path / "live"
+    live.mkdir()
+    half_written = data[: group_end + RECORD_HEADER.size + 3]  # the last group, torn
+    (live / segment.name).write_bytes(half_written)
+    replayed: list[tuple[int, Record]] = []
+    report = recover(live, lambda index, record: replayed.append((index, record)), end=40)
+
+    assert replayed == list(enumerate(records[:40]))
+    assert (report.next_index, report.last_chain) == (40, expected_chain)
+    assert (live / segment.name).read_bytes() == half_written
+    assert report.truncated_bytes == 0 and journal_errors(caplog) == []
+
+
+@pytest.mark.anyio
+async def test_a_bounded_replay_refuses_an_end_inside_a_link_or_past_the_journal(
+    tmp_path: Path,
+) -> None:
+    await write_journal(tmp_path, [decisions(0, 40)])  # links of 16: 0-15, 16-31, 32-39
+    with pytest.raises(JournalCorrupt, match="record 20: not the start of a link"):
+        recover(tmp_path, ignore, end=20)
+    with pytest.raises(JournalCorrupt, match="ends at record 40, before 41"):
+        recover(tmp_path, ignore, end=41)
+    assert recover(tmp_path, ignore, end=32).next_index == 32
+
+
+@pytest.mark.anyio
+async def test_a_bounded_replay_from_a_snapshot_reads_no_segment_past_its_end(
+    tmp_path: Path,
+) -> None:
+    paths = await write_segments(tmp_path, 4)
+    full = recover(tmp_path, ignore)
+    # Resume at the second segment's start, end at the third's: the fourth is never read.
+    second, third = (int(path.stem) for path in paths[1:3])
+    resume_chain = HEADER.unpack_from(paths[1].read_bytes(), 0)[3]
+    flip_byte(paths[-1], HEADER.size + 2)  # damage the last segment
+    replayed: list[int] = []
+    report = recover(
+        tmp_path,
+        lambda index, _record: replayed.append(index),
+        resume=(second, resume_chain),
+        end=third,
+    )
+    assert replayed == list(range(second, third))
+    assert report.last_chain == HEADER.unpack_from(paths[2].read_bytes(), 0)[3]
+    assert full.next_index > third
