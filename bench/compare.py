@@ -7,8 +7,8 @@ same demo data (one copy each, so their journals do not mix) and the same steps,
 turn so that the machine's other work falls on both alike. Results go to
 bench/results/compare-<timestamp>/ (compare.json, compare.md).
 
-Both switches run for the whole session, so a snapshot builder of either can fall in any
-step, the other's included: the table names, per row, whose builder was writing during one
+Both switches run for the whole session, so a snapshot child of either can fall in any
+step, the other's included: the table names, per row, whose child was writing during one
 of its three steps, and the warnings list everything else bench.report flags.
 """
 
@@ -70,7 +70,7 @@ class Comparison(msgspec.Struct, frozen=True):
     before: str
     after: str
     steps: list[Step]
-    # Per switch (BEFORE, AFTER): when it had a snapshot builder writing (Unix seconds).
+    # Per switch (BEFORE, AFTER): when it had a snapshot child writing (Unix seconds).
     snapshots: dict[str, list[tuple[float, float]]]
     warnings: list[str]
 
@@ -114,7 +114,7 @@ def _row(steps: list[Step], snapshots: dict[str, list[tuple[float, float]]]) -> 
 
 
 def _children(steps: list[Step], snapshots: dict[str, list[tuple[float, float]]]) -> str:
-    """Whose snapshot builders wrote during any of a row's steps."""
+    """Whose snapshot children wrote during any of a row's steps."""
     names = [name for name in (BEFORE, AFTER) if any(overlapped(s, snapshots[name]) for s in steps)]
     return ", ".join(names) or "-"
 
@@ -132,8 +132,8 @@ def markdown(comparison: Comparison) -> str:
         *speed_lines(comparison.steps),
         "Answers/s; latency ms (open loop: from the scheduled send); CPU as % of one core; "
         "'other' is the most the machine's other work took during any of the three; "
-        "'snapshots': whose snapshot builder was writing during any of the three (it takes the "
-        "other core: not a figure of the code).",
+        "'snapshots': whose snapshot child was writing during any of the three (it takes a "
+        "core and costs its parent copy-on-write faults: not a figure of the code).",
         "",
         "| step | before /s | after /s | after / before | baseline /s | before p99 "
         "| after p99 | baseline p99 | before p99.9 | after p99.9 | baseline p99.9 "

@@ -92,7 +92,7 @@ def _user_system(stat_path: Path) -> tuple[float, float]:
 
 def process_tree_cpu_seconds(pid: int) -> float:
     """User + system CPU time so far of a process (all its threads) and of its children:
-    the live ones (the switch's misuse follower, a snapshot builder) and the ones it has
+    the live ones (the switch's misuse follower, a snapshot child) and the ones it has
     reaped. A server's cost is all of it, whichever process pays."""
     fields = _stat_fields(Path(f"/proc/{pid}/stat"))
     own = (UTIME_AFTER_COMMAND, STIME_AFTER_COMMAND, *CHILDREN_AFTER_COMMAND)

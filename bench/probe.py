@@ -96,7 +96,7 @@ def quantile_bounds(before: list[tuple[float, float]], after: list[tuple[float, 
 
 def tree_thread_times(pid: int) -> dict[int, ThreadTimes]:
     """The threads of `pid` and of its child processes (the misuse follower, a snapshot
-    builder), by thread id."""
+    child), by thread id."""
     times = thread_times(pid)
     for child in children(pid):
         times.update(thread_times(child))

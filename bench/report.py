@@ -61,18 +61,17 @@ class Step(msgspec.Struct, frozen=True):
     speed_us: float = 0.0
 
 
-# The switch's log says when a snapshot builder starts and when it is done
-# (switch/snapshotter.py; a forked child before 2026-11-30, which a bench.compare against
-# an older tree still reads); asctime is the local time of this same machine.
+# The switch's log says when a snapshot child starts and when it is done
+# (switch/snapshotter.py); asctime is the local time of this same machine.
 SNAPSHOT_LINE = re.compile(
     r"^(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ \S+ onecard\.snapshot: "
-    r"snapshot at record \d+(?::| written by| failed) .*?(?:child|builder) (?P<pid>\d+)"
+    r"snapshot at record \d+(?::| written by| failed) .*?child (?P<pid>\d+)"
     r"(?P<started> writing)?"
 )
 
 
 def snapshot_windows(log_text: str, end_unix: float) -> list[tuple[float, float]]:
-    """(start, end) Unix seconds of each snapshot builder (or child) the switch's log names; one
+    """(start, end) Unix seconds of each snapshot child the switch's log names; a child
     still writing when the log ends runs to `end_unix`."""
     started: dict[str, float] = {}
     windows = []
@@ -211,14 +210,14 @@ def overlapped(step: Step, windows: Sequence[tuple[float, float]]) -> bool:
 
 def warnings(steps: list[Step], snapshots: Sequence[tuple[float, float]] = ()) -> list[str]:
     """Every reason a figure may not mean what it seems to. `snapshots`: when the switch
-    had a snapshot builder writing (snapshot_windows)."""
+    had a snapshot child writing (snapshot_windows)."""
     out = []
     for step in steps:
         r = step.result
         problems = []
         if overlapped(step, snapshots):
             problems.append(
-                "a switch snapshot builder was writing during the step "
+                "a switch snapshot child was writing during the step "
                 "(a core's worth of other CPU; docs/performance.md)"
             )
         if step.server == SWITCH:

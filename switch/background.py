@@ -1,5 +1,5 @@
 """What the switch's background processes share: they run only on CPU that nothing else
-wants. The snapshot builder (snapshot_builder.py) and the misuse follower (misuse/follower.py)
+wants. The snapshot child (snapshotter.py) and the misuse follower (misuse/follower.py)
 do work that can wait seconds or minutes; the answers cannot.
 """
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from protocols.terminal.codec import RejectedFrame, RequestFrame
 from switch import snapshot
-from switch.config import Config, EngineConfig
+from switch.config import Config
 from switch.engine import Engine
 from switch.errors import SnapshotMismatch
 from switch.journal import Journal, Record, RecoveryReport, recover
@@ -80,8 +80,6 @@ class Switch:
     clock: Callable[[], int] = wall_clock_ms
     # How long the start-up replay took (onecard_recovery_duration_seconds).
     recovery_seconds: float = 0.0
-    # The position of the snapshot the replay started from (0: the whole journal).
-    snapshot_position: int = 0
 
     def process(self, frames: list[RequestFrame | RejectedFrame]) -> tuple[bytes, int]:
         """Decide one read's frames; returns the answers and the journal position they
@@ -129,18 +127,16 @@ def _applier(engine: Engine) -> Callable[[int, Record], None]:
     return lambda _index, record: engine.apply(record)
 
 
-def replay(
-    data_dir: Path, config: EngineConfig, keys: KeyStore, end: int | None = None
-) -> tuple[Engine, RecoveryReport, int]:
+def _replay(data_dir: Path, config: Config, keys: KeyStore) -> tuple[Engine, RecoveryReport, int]:
     """The caches from the newest usable snapshot plus the journal after it, or from the
     whole journal. Returns the engine, the recovery report and the snapshot's position (0:
-    none used). `end`: only the records before it (recover(); the snapshot builder)."""
+    none used)."""
     journal_dir = data_dir / "journal"
     for path in snapshot.candidates(data_dir / snapshot.DIRECTORY):
         found = snapshot.read(path, keys.journal, keys.terminals)
-        if found is None or (end is not None and found.position > end):
+        if found is None:
             continue
-        if found.engine.config != config:
+        if found.engine.config != config.engine:
             log.warning("snapshot %s: another engine configuration; not used", path.name)
             continue
         try:
@@ -149,14 +145,13 @@ def replay(
                 _applier(found.engine),
                 keys.journal,
                 resume=(found.position, found.chain),
-                end=end,
             )
         except SnapshotMismatch as exc:
             log.warning("snapshot %s does not fit the journal (%s); not used", path.name, exc)
             continue
         return found.engine, report, found.position
-    engine = Engine(config, keys.terminals)
-    return engine, recover(journal_dir, _applier(engine), keys.journal, end=end), 0
+    engine = Engine(config.engine, keys.terminals)
+    return engine, recover(journal_dir, _applier(engine), keys.journal), 0
 
 
 def open_switch(data_dir: Path, config: Config, clock: Callable[[], int] = wall_clock_ms) -> Switch:
@@ -171,7 +166,7 @@ def open_switch(data_dir: Path, config: Config, clock: Callable[[], int] = wall_
     collecting = gc.isenabled()
     gc.disable()
     try:
-        engine, report, resumed_from = replay(data_dir, config.engine, keys)
+        engine, report, resumed_from = _replay(data_dir, config, keys)
     finally:
         if collecting:
             gc.enable()
@@ -195,13 +190,7 @@ def open_switch(data_dir: Path, config: Config, clock: Callable[[], int] = wall_
     # every answer for a tenth of a second or more (docs/performance.md).
     gc.freeze()
     switch = Switch(
-        engine,
-        Journal(journal_dir, report),
-        report,
-        ChannelStatistics(),
-        clock,
-        recovery_seconds,
-        resumed_from,
+        engine, Journal(journal_dir, report), report, ChannelStatistics(), clock, recovery_seconds
     )
     activation = switch.fares_update(Path(config.fares), clock())
     if activation is not None:

@@ -93,6 +93,7 @@ async def run_service(
                 everything.start_soon(keep_beating, health, name="heartbeat")
                 everything.start_soon(draining, name="drain watch")
                 everything.start_soon(pauses.keep_young, name="gc freeze")
+                everything.start_soon(take_snapshots, switch, config.snapshots, name="snapshots")
                 if config.settlement.enabled:  # cycles, files, subsidies (docs/settlement.md)
                     # Made here rather than by run_scheduler so the metrics can read its
                     # statistics (failures, duration, next cutover).
@@ -105,25 +106,21 @@ async def run_service(
                         config.settlement.cutover,
                     )
                     everything.start_soon(scheduler.run, name="settlement scheduler")
-                async with anyio.create_task_group() as snapshots:
-                    snapshots.start_soon(take_snapshots, switch, config.snapshots, name="snapshots")
-                    async with anyio.create_task_group() as serving:
-                        trio = sniffio.current_async_library() == "trio"
-                        serve = serve_trio if trio else serve_asyncio
-                        port = await serving.start(
-                            serve, switch, server_config.host, server_config.port, stop
-                        )
-                        if config.iso8583.enabled:  # merchants and acquirers; the bank links
-                            iso_port = await serving.start(serve_iso8583, switch, config, stop)
-                            log.info("ISO 8583 channel on port %d", iso_port)
-                        if api is not None:  # desks and partner systems (docs/service-api.md)
-                            await serving.start(api.run, stop)
-                        # Readiness waits for these links to sign on (switch/ops/health.py).
-                        banks = switch.engine.payments.statistics.links_up
-                        health.serving(banks if config.iso8583.enabled else {})
-                        task_status.started((port, metrics_port))
-                    # No builder may still be writing beside the last snapshot.
-                    snapshots.cancel_scope.cancel()
+                async with anyio.create_task_group() as serving:
+                    trio = sniffio.current_async_library() == "trio"
+                    serve = serve_trio if trio else serve_asyncio
+                    port = await serving.start(
+                        serve, switch, server_config.host, server_config.port, stop
+                    )
+                    if config.iso8583.enabled:  # merchants and acquirers; the bank links
+                        iso_port = await serving.start(serve_iso8583, switch, config, stop)
+                        log.info("ISO 8583 channel on port %d", iso_port)
+                    if api is not None:  # desks and partner systems (docs/service-api.md)
+                        await serving.start(api.run, stop)
+                    # Readiness waits for these links to sign on (switch/ops/health.py).
+                    banks = switch.engine.payments.statistics.links_up
+                    health.serving(banks if config.iso8583.enabled else {})
+                    task_status.started((port, metrics_port))
                 # Drained: the caches are exactly the durable journal. The next start then
                 # replays nothing (switch/snapshot.py).
                 snapshot_now(switch)

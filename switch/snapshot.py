@@ -21,10 +21,10 @@ one by one), so a million cards kept a core busy for half a minute, during which
 snapshot child competed with the switch for the machine (docs/performance.md). As rows
 encoded by msgspec the same tables take a fraction of that, and load faster too.
 
-Snapshots are written atomically (temporary file, fsync, rename, fsync the directory) by
-a builder process beside the running switch (switch/snapshot_builder.py: it replays the
-durable journal from the last snapshot, so the switch neither pickles nor forks), at a
-graceful stop, and by `onecard snapshot` while the switch is stopped.
+Snapshots are written atomically (temporary file, fsync, rename, fsync the directory) by a
+forked child of the running switch, so the pickling never pauses the event loop (the
+child has a copy-on-write view of the engine at the fork), at a graceful stop, and by
+`onecard snapshot` while the switch is stopped.
 """
 
 from __future__ import annotations

@@ -1,36 +1,28 @@
 """Taking snapshots while the switch serves (switch/snapshot.py says what one is).
 
-When enough has been journalled since the last snapshot, a builder process
-(snapshot_builder.py) replays the caches up to the journal's durable position from the last
-snapshot and writes the next one; the switch only starts it and waits for it in the
-background. The switch never forks: a fork stopped the event loop for 17-32 ms with a
-million cards and taxed every write to its heap while the child lived (snapshot_builder.py).
-At a graceful stop the switch writes one itself (snapshot_now): nothing is being answered
-then.
+A forked child pickles the engine and writes the file; the parent goes on serving and only
+reaps the child in a worker thread. The fork is the point in time: the child sees the
+engine exactly as the journal's appended records left it, copy-on-write, without a pause
+proportional to the number of cards. Records appended but not yet durable at the fork may
+yet be lost in a crash: recovery then finds the journal shorter than the snapshot or with
+another chain value there, and falls back to the previous snapshot (three are kept).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import os
 import pickle
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import anyio
-import msgspec
 
 from switch import snapshot
+from switch.background import lowest_priority
 from switch.config import SnapshotConfig
 from switch.core import Switch
 
 log = logging.getLogger("onecard.snapshot")
-
-BUILDER_COMMAND = (sys.executable, "-m", "switch.snapshot_builder")
-# What the log keeps of a failed builder's error output: its last lines say why.
-BUILDER_ERROR_BYTES_MAX = 2048
 
 
 def snapshot_now(switch: Switch) -> None:
@@ -54,62 +46,53 @@ def snapshot_now(switch: Switch) -> None:
 
 
 async def take_snapshots(switch: Switch, config: SnapshotConfig) -> None:
-    """Forever: every `config.check_seconds`, if `config.records` or more records have been
-    journalled since the last snapshot, have a builder write one at the durable position.
-    A failed build is logged and tried again at the next check."""
-    last = switch.snapshot_position
-    data_dir = switch.journal.directory.parent
-    engine_config = msgspec.json.encode(switch.engine.config)
+    """Forever: when enough has been journalled, fork a child that writes a snapshot."""
+    last = switch.recovery.next_index
     while True:
         await anyio.sleep(config.check_seconds)
-        position = switch.journal.durable_position
-        due = position > last and position - last >= config.records
-        if due and await build_snapshot(data_dir, engine_config, position):
-            last = position
-
-
-async def build_snapshot(data_dir: Path, engine_config: bytes, position: int) -> bool:
-    """Run a builder for the snapshot at `position` (durable) and wait for it; whether it
-    wrote one. Cancelled, it kills the builder."""
-    started = time.perf_counter()
-    process = await anyio.open_process(
-        [*BUILDER_COMMAND, str(data_dir), str(position)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    # Said when it starts, not only when it ends: the builder takes the other core for
-    # seconds (a million cards: a replay from the last snapshot and a write of ~165 MB),
-    # and whoever reads latencies from that time (onecard bench) needs to know.
-    log.info("snapshot at record %d: builder %d writing", position, process.pid)
-    try:
-        assert process.stdin is not None and process.stderr is not None
-        await process.stdin.send(engine_config)
-        await process.stdin.aclose()
-        errors = b""
-        async for chunk in process.stderr:
-            errors = (errors + chunk)[-BUILDER_ERROR_BYTES_MAX:]
-        code = await process.wait()
-    finally:
-        with anyio.CancelScope(shield=True):
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-            await process.aclose()
-    if code != 0:
-        why = errors.decode(errors="replace").strip().splitlines()
-        log.error(
-            "snapshot at record %d failed (builder %d, exit %d): %s",
+        journal = switch.journal
+        position, chain = journal.appended_position, journal.last_chain
+        if position - last < config.records:
+            continue
+        started = time.perf_counter()
+        pid = os.fork()
+        forked = time.perf_counter()
+        if pid == 0:  # the child: write and leave without running anything of the parent's
+            code = 1
+            try:
+                # Background work: a million cards take a core for seconds, and the
+                # switch answering terminals must win every contest for the CPU.
+                lowest_priority()
+                snapshot.write(
+                    journal.directory.parent / snapshot.DIRECTORY,
+                    switch.engine,
+                    position,
+                    chain,
+                    journal.chain_key,
+                )
+                code = 0
+            finally:
+                os._exit(code)
+        # Said when it starts, not only when it ends: the child takes a core for as long
+        # as it pickles (a minute for a million cards), and whoever reads latencies from
+        # that minute (onecard bench's warnings) needs to know it was there.
+        # The fork copies the page tables, so it pauses the serving loop for a time that
+        # grows with the caches (~20 ms for a million cards): said, for whoever reads a
+        # tail latency from that moment.
+        log.info(
+            "snapshot at record %d: child %d writing (fork took %.1f ms)",
             position,
-            process.pid,
-            code,
-            why[-1] if why else "no error output",
+            pid,
+            1000 * (forked - started),
         )
-        return False
-    log.info(
-        "snapshot at record %d written by builder %d in %.3f s",
-        position,
-        process.pid,
-        time.perf_counter() - started,
-    )
-    return True
+        _, status = await anyio.to_thread.run_sync(os.waitpid, pid, 0)
+        if os.waitstatus_to_exitcode(status) == 0:
+            last = position
+            log.info(
+                "snapshot at record %d written by child %d in %.3f s",
+                position,
+                pid,
+                time.perf_counter() - started,
+            )
+        else:
+            log.error("snapshot at record %d failed (child %d, status %d)", position, pid, status)

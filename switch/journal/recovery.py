@@ -76,17 +76,10 @@ class SegmentRead:
 
 
 def read_segment(
-    data: bytes,
-    first_index: int,
-    prev_chain: bytes,
-    key: bytes,
-    start: int = HEADER.size,
-    stop: int | None = None,
+    data: bytes, first_index: int, prev_chain: bytes, key: bytes, start: int = HEADER.size
 ) -> SegmentRead:
     """The records of a segment from byte `start` (record `first_index`, chained from
-    `prev_chain`), checked, up to the first problem, or up to record `stop` (excluded),
-    which must begin a link: what follows it is not looked at (a group still being written,
-    for a reader bounded by the durable position).
+    `prev_chain`), checked, up to the first problem.
 
     A torn write ends the intact part at the start of its group, not at the damaged record
     (nor at the last whole record, when the tear falls between two records):
@@ -104,8 +97,6 @@ def read_segment(
     pack_length = LINK_LENGTH.pack
     end = len(data)
     for item in scan_records(data, start):
-        if index == stop:
-            break
         if isinstance(item, Damage):
             if never_written(data, item.offset):
                 end = item.offset
@@ -154,11 +145,6 @@ def read_segment(
         checked = (len(payloads), item.payload_start + item.length, expected)
         if item.group_end:
             whole = checked
-    if index == stop:
-        if checked[0] != len(payloads):
-            problem = f"record {stop}: not the start of a link, so no chain value before it"
-            return SegmentRead(payloads[: checked[0]], checked[1], problem, False, checked[2])
-        return SegmentRead(payloads, checked[1], None, False, checked[2])
     if whole[0] != len(payloads):
         # Whole records, but not the group's last one: the tear fell between two records.
         return _torn(payloads, whole, f"record {index}: missing, its group unfinished")
@@ -266,7 +252,6 @@ def recover(
     apply: Callable[[int, Record], None],
     chain_key: bytes = b"",
     resume: tuple[int, bytes] | None = None,
-    end: int | None = None,
 ) -> RecoveryReport:
     """Replay every intact record through `apply(index, record)` in order; truncate a torn
     tail of the last segment; raise JournalCorrupt for damage or tampering anywhere else.
@@ -274,11 +259,7 @@ def recover(
     and tests that need no tamper evidence). `resume` = (index, chain value before it), from
     a snapshot: records before it are checked against the chain but not applied, and
     segments wholly before it are not read; SnapshotMismatch if the journal does not hold
-    that record with that chain value.
-
-    `end`: replay only the records before it, a durable position of a journal another
-    process is writing (the snapshot builder). Nothing is truncated or removed then, and
-    every record before `end` must be there: JournalCorrupt if one is not."""
+    that record with that chain value."""
     paths = segment_paths(directory)
     next_index = 0
     chain = GENESIS_CHAIN
@@ -295,9 +276,7 @@ def recover(
         next_index = int(paths[first].stem)
     resumed = resume_index == 0
     for number, path in enumerate(paths[first:], start=first):
-        if end is not None and resumed and next_index >= end:
-            break
-        last = number == len(paths) - 1 and end is None
+        last = number == len(paths) - 1
         data = path.read_bytes()
         if not resumed and len(data) >= HEADER.size:
             chain = HEADER.unpack_from(data, 0)[3]  # the skipped segments are not re-read
@@ -318,7 +297,7 @@ def recover(
         if not resumed:
             start, inside_group = _skip_to(data, next_index, resume_index, resume_chain)
             next_index, chain, resumed = resume_index, resume_chain, True
-        read = read_segment(data, next_index, chain, chain_key, start, end)
+        read = read_segment(data, next_index, chain, chain_key, start)
         if read.problem is not None and (read.tampered or not last):
             raise JournalCorrupt(f"{path.name} at byte {read.intact_end}: {read.problem}")
         if read.unwritten_bytes and not last:
@@ -360,8 +339,6 @@ def recover(
                 os.fsync(file.fileno())
     if not resumed:
         raise SnapshotMismatch(f"the journal ends before the snapshot's record {resume_index}")
-    if end is not None and next_index != end:
-        raise JournalCorrupt(f"the journal ends at record {next_index}, before {end}")
     return RecoveryReport(
         records=next_index,
         next_index=next_index,

@@ -188,7 +188,7 @@ def test_probe_runs_closed_loop_with_a_configuration_and_lists_the_snapshots(
     assert "/s closed loop, 2 connections x 4 in flight" in out
     count = re.search(r"^snapshots during the run: (\d+)$", out, re.MULTILINE)
     assert count is not None and int(count[1]) >= 1, out
-    assert re.search(r"snapshot at record \d+: builder \d+ writing", out), out
+    assert re.search(r"child \d+ writing \(fork took \d+\.\d ms\)", out), out
 
 
 def test_locust_headless_against_a_live_switch(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""bench.compare names, row by row, whose snapshot builder overlapped the row's steps: both
-switches run through the whole session, so either's builder can fall in the other's step."""
+"""bench.compare names, row by row, whose snapshot child overlapped the row's steps: both
+switches run through the whole session, so either's child can fall in the other's step."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def comparison(
     )
 
 
-def test_each_row_names_the_switch_whose_snapshot_builder_overlapped_it(tmp_path: Path) -> None:
+def test_each_row_names_the_switch_whose_snapshot_child_overlapped_it(tmp_path: Path) -> None:
     steps = [*row("quiet", "00:10"), *row("during", "01:20"), *row("late", "05:30")]
     windows = snapshot_windows(LOG, at("16:06:00"))
 

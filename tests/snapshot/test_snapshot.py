@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import subprocess
-import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
@@ -21,12 +19,11 @@ from switch.client import TerminalClient
 from switch.config import Config, EngineConfig, ServerConfig, SnapshotConfig, load_config
 from switch.core import open_switch
 from switch.domain.model import Card, CardStatus
-from switch.engine import Engine
 from switch.errors import ConfigError
 from switch.journal.records import CardStatusChanged
 from switch.keystore import KeyStore
 from switch.service import run_service
-from switch.snapshotter import BUILDER_COMMAND, build_snapshot, snapshot_now, take_snapshots
+from switch.snapshotter import take_snapshots
 from tests.conftest import FakeClock
 
 # Linux's lowest priority: niceness stops there however much is added.
@@ -130,112 +127,53 @@ def test_a_snapshot_under_another_configuration_is_not_used(
     assert switch.engine.cards["X00000050"].purse_fen == 20_000 - 200
 
 
-def card_rows(engine: Engine) -> dict[str, list[object]]:
-    return {n: [getattr(c, s) for s in Card.__slots__] for n, c in engine.cards.items()}
-
-
-def windows(engine: Engine) -> dict[str, tuple[int, list[int]]]:
-    return {t: (s.high_seq, sorted(s.window)) for t, s in engine.terminals.items()}
-
-
-async def test_a_builder_process_writes_snapshots_while_the_switch_serves(
+async def test_a_forked_child_writes_snapshots_while_the_switch_serves(
     data_dir: Path, clock: FakeClock
 ) -> None:
     switch = open_switch(data_dir, CONFIG, clock)
-    keys = KeyStore.load(data_dir)
     directory = data_dir / snapshot.DIRECTORY
     async with anyio.create_task_group() as group:
-        port, _ = await group.start(run_service, switch, CONFIG, anyio.Event())
-        async with await TerminalClient.connect(
-            "127.0.0.1", port, "G0001", keys.terminals["G0001"], clock.now_ms
-        ) as client:
-            for serial in range(60, 70):  # purses, transit state and a retry window
-                await client.request(client.tap(f"X{serial:08d}"))
-        # The demo journal has never had a snapshot: the first check builds one.
-        group.start_soon(take_snapshots, switch, SnapshotConfig(records=1, check_seconds=0.01))
-        with anyio.fail_after(60):
+        group.start_soon(switch.journal.run)
+        group.start_soon(take_snapshots, switch, SnapshotConfig(records=0, check_seconds=0.01))
+        with anyio.fail_after(20):
             while not snapshot.candidates(directory):
                 await anyio.sleep(0.01)
-        group.cancel_scope.cancel()  # run_service closes the journal
-    found = snapshot.read(snapshot.candidates(directory)[0], keys.journal, keys.terminals)
-    # Built by replaying the durable journal: the very caches the switch holds.
-    assert found is not None and found.position == switch.journal.durable_position
-    assert card_rows(found.engine) == card_rows(switch.engine)
-    assert found.engine.transit == switch.engine.transit != {}
-    assert windows(found.engine) == windows(switch.engine)
-    assert found.engine.next_reference == switch.engine.next_reference
-    # And the next start resumes from it, with the same chain value as the journal's.
-    again = open_switch(data_dir, CONFIG, clock)
-    again.journal.close()
-    assert again.snapshot_position == found.position
-    assert again.recovery.last_chain == found.chain
-
-
-def test_the_snapshot_builder_runs_at_the_lowest_priority_and_idle_policy(
-    data_dir: Path,
-) -> None:
-    position = purses_and_position(data_dir)
-    builder = subprocess.Popen(
-        [*BUILDER_COMMAND, str(data_dir), str(position)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        # It takes its priority first, then waits for the configuration on stdin.
-        deadline = time.monotonic() + 30
-        while os.getpriority(os.PRIO_PROCESS, builder.pid) != min(
-            os.nice(0) + NICENESS, NICENESS_MAX
-        ):
-            assert time.monotonic() < deadline, "the builder never lowered its priority"
-            time.sleep(0.01)
-        assert os.sched_getscheduler(builder.pid) == os.SCHED_IDLE
-        out, err = builder.communicate(msgspec.json.encode(CONFIG.engine), timeout=60)
-    finally:
-        builder.kill()
-        builder.wait()
-    assert builder.returncode == 0, err
-    assert out.decode().strip() == f"{position:020d}{snapshot.SUFFIX}"
-    # The switch itself keeps its priority and policy.
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER
-
-
-def purses_and_position(data_dir: Path) -> int:
-    """The demo journal's length (every record of it is durable: no switch is running)."""
-    switch = open_switch(data_dir, CONFIG, FakeClock())
-    switch.journal.close()
-    return switch.journal.durable_position
-
-
-async def test_a_failed_build_is_logged_with_its_reason_and_changes_nothing(
-    data_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    position = purses_and_position(data_dir)
-    caplog.set_level(logging.INFO, "onecard.snapshot")
-    # A position the journal does not reach: the builder must not make up the rest.
-    assert not await build_snapshot(data_dir, msgspec.json.encode(CONFIG.engine), position + 7)
-    assert re.search(
-        rf"snapshot at record {position + 7} failed \(builder \d+, exit 1\): .*JournalCorrupt",
-        caplog.text,
-    )
-    assert not snapshot.candidates(data_dir / snapshot.DIRECTORY)
-
-
-async def test_a_cancelled_build_kills_its_builder(
-    data_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    position = purses_and_position(data_dir)
-    caplog.set_level(logging.INFO, "onecard.snapshot")
-    async with anyio.create_task_group() as group:
-        group.start_soon(build_snapshot, data_dir, msgspec.json.encode(CONFIG.engine), position)
-        with anyio.fail_after(30):
-            while "builder" not in caplog.text:
-                await anyio.sleep(0.001)
         group.cancel_scope.cancel()
-    pid = int(re.findall(r"builder (\d+) writing", caplog.text)[0])
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)  # killed and reaped: no such process any more
-    assert "written by" not in caplog.text
+    switch.journal.close()
+    keys = KeyStore.load(data_dir)
+    found = snapshot.read(snapshot.candidates(directory)[0], keys.journal, keys.terminals)
+    assert found is not None and found.position == switch.journal.appended_position
+    assert found.engine.cards.keys() == switch.engine.cards.keys()
+
+
+async def test_the_snapshot_child_runs_at_the_lowest_priority_and_idle_policy(
+    data_dir: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = data_dir / "child-niceness"
+    write = snapshot.write
+    parent = os.nice(0)
+
+    def write_noting_niceness(*args: Any) -> Path:
+        # Runs in the forked child.
+        seen.write_text(f"{os.nice(0)} {os.sched_getscheduler(0)}")
+        return write(*args)
+
+    monkeypatch.setattr(snapshot, "write", write_noting_niceness)
+    switch = open_switch(data_dir, CONFIG, clock)
+    async with anyio.create_task_group() as group:
+        group.start_soon(switch.journal.run)
+        group.start_soon(take_snapshots, switch, SnapshotConfig(records=0, check_seconds=0.01))
+        with anyio.fail_after(20):
+            while not snapshot.candidates(data_dir / snapshot.DIRECTORY):
+                await anyio.sleep(0.01)
+        group.cancel_scope.cancel()
+    switch.journal.close()
+    niceness, policy = map(int, seen.read_text().split())
+    assert niceness == min(parent + NICENESS, NICENESS_MAX)
+    assert policy == os.SCHED_IDLE  # runs only when the CPU would otherwise idle
+    # The switch itself keeps its priority and policy.
+    assert os.nice(0) == parent
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
 
 
 def test_a_snapshot_holds_every_card_and_e_card_binding_as_it_was(
@@ -295,25 +233,20 @@ def test_the_snapshot_policy_comes_from_the_configuration_file(tmp_path: Path) -
 async def test_no_snapshot_before_the_configured_number_of_records(
     data_dir: Path, clock: FakeClock
 ) -> None:
-    first = open_switch(data_dir, CONFIG, clock)
-    snapshot_now(first)  # so that the count starts here, not at the journal's first record
-    first.journal.close()
     switch = open_switch(data_dir, CONFIG, clock)
-    assert switch.snapshot_position == switch.journal.durable_position > 0
     policy = SnapshotConfig(records=2, check_seconds=0.01)
     directory = data_dir / snapshot.DIRECTORY
     async with anyio.create_task_group() as group:
         group.start_soon(switch.journal.run)
         group.start_soon(take_snapshots, switch, policy)
         await anyio.sleep(0.2)  # twenty checks with nothing journalled
-        assert len(snapshot.candidates(directory)) == 1
+        assert not snapshot.candidates(directory)
         switch.submit([CardStatusChanged(clock(), "X00000001", CardStatus.SUSPENDED.value, "desk")])
         await anyio.sleep(0.2)  # one record is still one short
-        assert len(snapshot.candidates(directory)) == 1
+        assert not snapshot.candidates(directory)
         switch.submit([CardStatusChanged(clock(), "X00000001", CardStatus.ACTIVE.value, "desk")])
-        with anyio.fail_after(60):
-            while len(snapshot.candidates(directory)) == 1:
+        with anyio.fail_after(20):
+            while not snapshot.candidates(directory):
                 await anyio.sleep(0.01)
         group.cancel_scope.cancel()
     switch.journal.close()
-    assert int(snapshot.candidates(directory)[0].stem) == switch.snapshot_position + 2
