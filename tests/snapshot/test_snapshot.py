@@ -3,6 +3,7 @@ fit (tampered, ahead of the journal, another configuration) is never used."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from pathlib import Path
@@ -24,6 +25,7 @@ from switch.journal.records import CardStatusChanged
 from switch.keystore import KeyStore
 from switch.service import run_service
 from switch.snapshotter import take_snapshots
+from switch.transit.rides import TransitState
 from tests.conftest import FakeClock
 
 # Linux's lowest priority: niceness stops there however much is added.
@@ -31,6 +33,9 @@ NICENESS_MAX = 19
 
 pytestmark = pytest.mark.anyio
 CONFIG = Config(engine=EngineConfig(), server=ServerConfig(port=0, metrics_port=0))
+DEFAULT_GC_THRESHOLDS = gc.get_threshold()
+# A journey under way, with a transfer chain and free rides used: every field set.
+TRANSIT = TransitState("L1", "S03", 1_796_004_000_000, "L1", 1_796_004_000_000, 0, 7, 1, 202611, 2)
 
 
 async def serve_some_taps(data_dir: Path, clock: FakeClock, cards: range) -> list[int]:
@@ -185,6 +190,7 @@ def test_a_snapshot_holds_every_card_and_e_card_binding_as_it_was(
     card = engine.cards["X00000007"]
     card.debt_fen, card.purse_fen = 130, 77  # values the demo data never has
     card.status = CardStatus.SUSPENDED
+    engine.transit = {"X00000007": TRANSIT, "X00000008": TransitState(rides_month=202611)}
     data = snapshot.encode(engine, 1, bytes(16), keys.journal)
     switch.journal.close()
     path = data_dir / "copy.snapshot"
@@ -199,6 +205,8 @@ def test_a_snapshot_holds_every_card_and_e_card_binding_as_it_was(
         n: [getattr(c, s) for s in slots] for n, c in engine.cards.items()
     }
     assert type(again.cards["X00000007"].status) is CardStatus
+    assert again.transit == engine.transit
+    assert type(again.transit["X00000007"]) is TransitState
     bindings = again.ecard.by_card
     assert {n: (b.token, b.level) for n, b in bindings.items()} == {
         n: (b.token, b.level) for n, b in engine.ecard.by_card.items()
@@ -250,3 +258,56 @@ async def test_no_snapshot_before_the_configured_number_of_records(
                 await anyio.sleep(0.01)
         group.cancel_scope.cancel()
     switch.journal.close()
+
+
+def test_a_version_3_snapshot_with_pickled_transit_states_is_still_read(
+    data_dir: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    switch = open_switch(data_dir, CONFIG, clock)
+    switch.engine.transit = {"X00000009": TRANSIT}
+    keys = KeyStore.load(data_dir)
+
+    class Unencoded:  # version 3 left the states to pickle
+        @staticmethod
+        def encode(transit: dict[str, TransitState]) -> dict[str, TransitState]:
+            return transit
+
+    with monkeypatch.context() as patch:
+        patch.setattr(snapshot, "_TRANSIT_ENCODER", Unencoded)
+        patch.setattr(snapshot, "FORMAT_VERSION", 3)
+        path = snapshot.write(
+            data_dir / snapshot.DIRECTORY,
+            switch.engine,
+            switch.journal.appended_position,
+            switch.journal.last_chain,
+            keys.journal,
+        )
+    switch.journal.close()
+    assert snapshot.HEADER.unpack_from(path.read_bytes(), 0)[1] == 3
+    loaded = snapshot.read(path, keys.journal, keys.terminals)
+    assert loaded is not None and loaded.engine.transit == {"X00000009": TRANSIT}
+    again = open_switch(data_dir, CONFIG, clock)  # and a restart resumes from it
+    again.journal.close()
+    assert again.engine.transit == {"X00000009": TRANSIT}
+
+
+def test_encoding_a_snapshot_sets_off_no_garbage_collection(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    switch = open_switch(data_dir, CONFIG, clock)
+    switch.journal.close()
+    passes: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    gc.set_threshold(1)  # as if each row tuple were the one that sets a pass off
+    gc.callbacks.append(count)
+    try:
+        snapshot.encode(switch.engine, 1, bytes(16), b"k" * 32)
+    finally:
+        gc.callbacks.remove(count)
+        gc.set_threshold(*DEFAULT_GC_THRESHOLDS)
+    assert passes == []
+    assert gc.isenabled()  # and the collector is back on afterwards
