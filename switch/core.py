@@ -80,6 +80,8 @@ class Switch:
     clock: Callable[[], int] = wall_clock_ms
     # How long the start-up replay took (onecard_recovery_duration_seconds).
     recovery_seconds: float = 0.0
+    # The position of the snapshot the replay started from (0: the whole journal).
+    snapshot_position: int = 0
 
     def process(self, frames: list[RequestFrame | RejectedFrame]) -> tuple[bytes, int]:
         """Decide one read's frames; returns the answers and the journal position they
@@ -190,7 +192,13 @@ def open_switch(data_dir: Path, config: Config, clock: Callable[[], int] = wall_
     # every answer for a tenth of a second or more (docs/performance.md).
     gc.freeze()
     switch = Switch(
-        engine, Journal(journal_dir, report), report, ChannelStatistics(), clock, recovery_seconds
+        engine,
+        Journal(journal_dir, report),
+        report,
+        ChannelStatistics(),
+        clock,
+        recovery_seconds,
+        resumed_from,
     )
     activation = switch.fares_update(Path(config.fares), clock())
     if activation is not None:

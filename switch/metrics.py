@@ -29,6 +29,7 @@ from switch.stats import BucketHistogram
 
 if TYPE_CHECKING:
     from settlement.scheduler import SchedulerStatistics
+    from switch.snapshotter import SnapshotStatistics
 
 CHANNEL = "terminal"
 ISO_CHANNEL = BANK_CHANNEL
@@ -60,6 +61,8 @@ class SwitchCollector(Collector):
         self.reconciliation: Callable[[], Mapping[str, int]] | None = None
         # The garbage collector's passes, once the service records them (switch/ops).
         self.gc_pauses: GcPauses | None = None
+        # The snapshots the running switch writes (switch/snapshotter.py).
+        self.snapshots: SnapshotStatistics | None = None
 
     def collect(self) -> Iterator[Metric]:
         switch = self._switch
@@ -101,6 +104,7 @@ class SwitchCollector(Collector):
                 "Times the switch froze the collector's generations after a slow full pass.",
                 value=self.gc_pauses.freezes_total,
             )
+        yield from self._snapshots()
         journal = switch.journal
         fsync_buckets, fsync_sum = journal.fsync_seconds.snapshot()
         yield HistogramMetricFamily(
@@ -199,6 +203,29 @@ class SwitchCollector(Collector):
         )
         info.add_metric([VERSION], 1.0)
         yield info
+
+    def _snapshots(self) -> Iterator[Metric]:
+        snapshots = self.snapshots
+        if snapshots is None:
+            return
+        yield GaugeMetricFamily(
+            "onecard_snapshot_records",
+            "Journal records the newest snapshot covers; a restart replays the rest.",
+            value=snapshots.position,
+        )
+        written = CounterMetricFamily(
+            "onecard_snapshots",
+            "Snapshots the running switch tried to write, by result (written, failed).",
+            labels=["result"],
+        )
+        written.add_metric(["written"], snapshots.written_total)
+        written.add_metric(["failed"], snapshots.failed_total)
+        yield written
+        yield GaugeMetricFamily(
+            "onecard_snapshot_duration_seconds",
+            "How long the last snapshot written took, from the fork to the child's exit.",
+            value=snapshots.seconds,
+        )
 
     def _caches(self) -> Iterator[Metric]:
         switch = self._switch

@@ -40,7 +40,7 @@ from switch.ops.health import RecoverySummary, keep_beating
 from switch.ops.server import OpsServer
 from switch.server.asyncio_adapter import serve_asyncio
 from switch.server.trio_adapter import serve_trio
-from switch.snapshotter import snapshot_now, take_snapshots
+from switch.snapshotter import SnapshotStatistics, snapshot_now, take_snapshots
 
 log = logging.getLogger("onecard.service")
 
@@ -78,6 +78,8 @@ async def run_service(
     ops.registry.register(collector)
     pauses = GcPauses()
     collector.gc_pauses = pauses
+    snapshots = SnapshotStatistics(switch.snapshot_position)
+    collector.snapshots = snapshots
     if api is not None:
         ops.registry.register(api.collector())
     metrics_port = ops.port
@@ -93,7 +95,9 @@ async def run_service(
                 everything.start_soon(keep_beating, health, name="heartbeat")
                 everything.start_soon(draining, name="drain watch")
                 everything.start_soon(pauses.keep_young, name="gc freeze")
-                everything.start_soon(take_snapshots, switch, config.snapshots, name="snapshots")
+                everything.start_soon(
+                    take_snapshots, switch, config.snapshots, snapshots, name="snapshots"
+                )
                 if config.settlement.enabled:  # cycles, files, subsidies (docs/settlement.md)
                     # Made here rather than by run_scheduler so the metrics can read its
                     # statistics (failures, duration, next cutover).

@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import time
+from dataclasses import dataclass
 
 import anyio
 
@@ -45,9 +46,23 @@ def snapshot_now(switch: Switch) -> None:
     log.info("snapshot %s written in %.3f s", path.name, time.perf_counter() - started)
 
 
-async def take_snapshots(switch: Switch, config: SnapshotConfig) -> None:
+@dataclass
+class SnapshotStatistics:
+    """What take_snapshots counts; exported by switch.metrics."""
+
+    position: int = 0  # journal records the newest snapshot covers (0: none)
+    written_total: int = 0
+    failed_total: int = 0
+    seconds: float = 0.0  # the last snapshot written: from the fork to the child's exit
+
+
+async def take_snapshots(
+    switch: Switch, config: SnapshotConfig, statistics: SnapshotStatistics | None = None
+) -> None:
     """Forever: when enough has been journalled, fork a child that writes a snapshot."""
     last = switch.recovery.next_index
+    if statistics is None:
+        statistics = SnapshotStatistics(switch.snapshot_position)
     while True:
         await anyio.sleep(config.check_seconds)
         journal = switch.journal
@@ -71,11 +86,15 @@ async def take_snapshots(switch: Switch, config: SnapshotConfig) -> None:
                     journal.chain_key,
                 )
                 code = 0
+            except BaseException as exc:
+                # Why, for the log beside the parent's "failed" line. Not through logging:
+                # a lock another thread of the parent held at the fork stays held here.
+                os.write(2, f"snapshot child: {type(exc).__name__}: {exc}\n".encode())
             finally:
                 os._exit(code)
         # Said when it starts, not only when it ends: the child takes a core for as long
-        # as it pickles (a minute for a million cards), and whoever reads latencies from
-        # that minute (onecard bench's warnings) needs to know it was there.
+        # as it encodes and writes (5-20 s for a million cards under load), and whoever
+        # reads latencies from that time (onecard bench's warnings) needs to know.
         # The fork copies the page tables, so it pauses the serving loop for a time that
         # grows with the caches (~20 ms for a million cards): said, for whoever reads a
         # tail latency from that moment.
@@ -86,13 +105,13 @@ async def take_snapshots(switch: Switch, config: SnapshotConfig) -> None:
             1000 * (forked - started),
         )
         _, status = await anyio.to_thread.run_sync(os.waitpid, pid, 0)
+        seconds = time.perf_counter() - started
         if os.waitstatus_to_exitcode(status) == 0:
             last = position
-            log.info(
-                "snapshot at record %d written by child %d in %.3f s",
-                position,
-                pid,
-                time.perf_counter() - started,
-            )
+            statistics.position = position
+            statistics.written_total += 1
+            statistics.seconds = seconds
+            log.info("snapshot at record %d written by child %d in %.3f s", position, pid, seconds)
         else:
+            statistics.failed_total += 1
             log.error("snapshot at record %d failed (child %d, status %d)", position, pid, status)

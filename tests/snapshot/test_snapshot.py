@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from switch.errors import ConfigError
 from switch.journal.records import CardStatusChanged
 from switch.keystore import KeyStore
 from switch.service import run_service
-from switch.snapshotter import take_snapshots
+from switch.snapshotter import SnapshotStatistics, take_snapshots
 from switch.transit.rides import TransitState
 from tests.conftest import FakeClock
 
@@ -137,11 +138,13 @@ async def test_a_forked_child_writes_snapshots_while_the_switch_serves(
 ) -> None:
     switch = open_switch(data_dir, CONFIG, clock)
     directory = data_dir / snapshot.DIRECTORY
+    statistics = SnapshotStatistics()
+    policy = SnapshotConfig(records=0, check_seconds=0.01)
     async with anyio.create_task_group() as group:
         group.start_soon(switch.journal.run)
-        group.start_soon(take_snapshots, switch, SnapshotConfig(records=0, check_seconds=0.01))
+        group.start_soon(take_snapshots, switch, policy, statistics)
         with anyio.fail_after(20):
-            while not snapshot.candidates(directory):
+            while not statistics.written_total:
                 await anyio.sleep(0.01)
         group.cancel_scope.cancel()
     switch.journal.close()
@@ -149,6 +152,38 @@ async def test_a_forked_child_writes_snapshots_while_the_switch_serves(
     found = snapshot.read(snapshot.candidates(directory)[0], keys.journal, keys.terminals)
     assert found is not None and found.position == switch.journal.appended_position
     assert found.engine.cards.keys() == switch.engine.cards.keys()
+    # What the metrics read (onecard_snapshot_records and the rest).
+    assert statistics.position == found.position and statistics.failed_total == 0
+    assert statistics.seconds > 0
+
+
+async def test_a_failed_snapshot_is_counted_and_its_child_says_why(
+    data_dir: Path,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def no_space(*_args: Any) -> Path:  # runs in the forked child
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(snapshot, "write", no_space)
+    switch = open_switch(data_dir, CONFIG, clock)
+    statistics = SnapshotStatistics(position=5)
+    caplog.set_level(logging.ERROR, "onecard.snapshot")
+    async with anyio.create_task_group() as group:
+        group.start_soon(switch.journal.run)
+        policy = SnapshotConfig(records=0, check_seconds=0.01)
+        group.start_soon(take_snapshots, switch, policy, statistics)
+        with anyio.fail_after(20):
+            while statistics.failed_total < 2:  # and it tries again
+                await anyio.sleep(0.01)
+        group.cancel_scope.cancel()
+    switch.journal.close()
+    assert (statistics.position, statistics.written_total) == (5, 0)
+    assert "snapshot child: OSError: [Errno 28] No space left on device" in capfd.readouterr().err
+    assert re.search(r"snapshot at record \d+ failed \(child \d+, status 256\)", caplog.text)
+    assert not snapshot.candidates(data_dir / snapshot.DIRECTORY)
 
 
 async def test_the_snapshot_child_runs_at_the_lowest_priority_and_idle_policy(
