@@ -315,10 +315,7 @@ class Journal:
             os.close(self._fd)
 
     def _cut_segment(self) -> None:
-        # Only the last segment may run on in preallocated zeros (segment.py); cut and
-        # synced before the next segment exists, so a crash cannot leave one elsewhere.
-        os.ftruncate(self._fd, self._segment_bytes)
-        os.fsync(self._fd)
+        _cut(self._fd, self._segment_bytes)
 
     def statistics(self) -> JournalStatistics:
         return JournalStatistics(
@@ -388,14 +385,21 @@ def _segment_version(path: Path) -> int:
     return version
 
 
+def _cut(fd: int, records_end: int) -> None:
+    """Cut a segment to its records. Only the last segment may run on in preallocated
+    zeros (segment.py): cut and synced before the next segment exists, so a crash cannot
+    leave one elsewhere."""
+    os.ftruncate(fd, records_end)
+    os.fsync(fd)
+
+
 def _retire(path: Path, records_end: int) -> None:
     """Close a segment for good before a new one starts at the next record: cut to its
     records (only the last segment may run on in zeros), or removed when it holds none (the
     new one takes its name)."""
     if records_end > HEADER.size:
         with open(path, "r+b") as file:
-            file.truncate(records_end)
-            os.fsync(file.fileno())
+            _cut(file.fileno(), records_end)
     else:
         path.unlink()
         fsync_directory(path.parent)
