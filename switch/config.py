@@ -53,8 +53,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class SnapshotConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Records journalled since the last snapshot before the next is worth its cost. A
     # restart replays at most this many (~15 µs each: 500,000 is ~8 s, inside a 10 s
-    # restart budget); each snapshot costs seconds of a core and a write of ~165 bytes per
-    # card (docs/operations.md, "Snapshots"). 0: at every check.
+    # restart budget); each snapshot costs seconds of a core and a write of ~60 bytes per
+    # card, compressed (docs/operations.md, "Snapshots"). 0: at every check.
     records: Annotated[int, msgspec.Meta(ge=0)] = 500_000
     # How often the switch looks at that count.
     check_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0

@@ -5,16 +5,17 @@ A snapshot is the whole engine at one journal position, pickled, in one file:
     header  68 bytes: magic b"OCS1", u32 format version, u64 journal position (records it
             covers), 16-byte chain value of the last record it covers, 32-byte keyed
             BLAKE2b-256 (journal key) of the header's first 36 bytes and the payload
-    payload the engine, pickled (protocol 5), with its two bulk tables (the cards and the
-            e-card bindings, one object each per card) as MessagePack rows of their slot
-            values inside it
+    payload one Zstandard frame (format 5; 3 and 4 are not compressed) of the engine,
+            pickled (protocol 5), with its two bulk tables (the cards and the e-card
+            bindings, one object each per card) as MessagePack rows of their slot values
+            inside it
 
-The MAC is checked before anything is unpickled: a snapshot is only ever read back if the
-holder of the journal key wrote it, which is what makes pickle safe here. Terminal keys
-are not in it (they stay in keys.json); they are re-attached on load. The chain value ties
-the snapshot to the journal: recovery resumes from it only if the journal holds that
-record with that chain value (switch.journal.recovery.recover, `resume`), else it replays
-in full.
+The MAC is checked before anything is decompressed or unpickled: a snapshot is only ever
+read back if the holder of the journal key wrote it, which is what makes pickle safe here.
+Terminal keys are not in it (they stay in keys.json); they are re-attached on load. The
+chain value ties the snapshot to the journal: recovery resumes from it only if the
+journal holds that record with that chain value (switch.journal.recovery.recover,
+`resume`), else it replays in full.
 
 Why rows: pickle takes ~20 µs of CPU per card (a slotted object and its memoised strings,
 one by one), so a million cards kept a core busy for half a minute, during which the
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import zstandard
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -59,11 +61,19 @@ SUFFIX = ".snapshot"
 MAGIC = b"OCS1"
 # Raised whenever a class the pickled engine holds changes shape (2: transit's Place became
 # a msgspec Struct; 3: cards and e-card bindings as rows; 4: the transit states as one
-# MessagePack map): a snapshot of a shape not in READABLE_VERSIONS is ignored and the
-# journal replayed.
-FORMAT_VERSION = 4
-# Version 3 differs only in holding the transit states pickled, which loads as it is.
-READABLE_VERSIONS = frozenset({3, FORMAT_VERSION})
+# MessagePack map; 5: the payload compressed): a snapshot of a shape not in
+# READABLE_VERSIONS is ignored and the journal replayed.
+FORMAT_VERSION = 5
+# Version 3 differs from 4 only in holding the transit states pickled, which loads as it
+# is; 4 differs from 5 only in its payload not being compressed.
+READABLE_VERSIONS = frozenset({3, 4, FORMAT_VERSION})
+UNCOMPRESSED_VERSIONS = frozenset({3, 4})
+# Zstandard's fastest level. What a snapshot costs the switch's tail is mostly its write
+# beside the journal, not its CPU (docs/performance.md, Eighth round): a million cards'
+# 165 MB become 60 MB for 0.25 s of the child's CPU, and a restart decompresses them in
+# 0.13 s. Higher levels cost more CPU for a few percent fewer bytes (level 3: 64 MB,
+# 0.56 s: the rows compress less well with its longer matches).
+COMPRESSION_LEVEL = 1
 _COVERED = struct.Struct(">4sIQ16s")
 MAC_SIZE = 32
 HEADER = struct.Struct(f">4sIQ16s{MAC_SIZE}s")
@@ -267,12 +277,17 @@ def encode(engine: Engine, position: int, chain: bytes, key: bytes) -> bytes:
     try:
         buffer = io.BytesIO()
         _Pickler(buffer, engine).dump(engine)
-        payload = buffer.getvalue()
-        covered = _COVERED.pack(MAGIC, FORMAT_VERSION, position, chain)
-        return covered + _mac(key, covered, payload) + payload
+        payload = zstandard.ZstdCompressor(level=COMPRESSION_LEVEL).compress(buffer.getbuffer())
+        return sealed(FORMAT_VERSION, position, chain, key, payload)
     finally:
         if collecting:
             gc.enable()
+
+
+def sealed(version: int, position: int, chain: bytes, key: bytes, payload: bytes) -> bytes:
+    """A snapshot file's bytes: the header, its MAC, the payload."""
+    covered = _COVERED.pack(MAGIC, version, position, chain)
+    return covered + _mac(key, covered, payload) + payload
 
 
 def write(directory: Path, engine: Engine, position: int, chain: bytes, key: bytes) -> Path:
@@ -283,7 +298,7 @@ def write(directory: Path, engine: Engine, position: int, chain: bytes, key: byt
     write_atomically(path, data, paced=True)  # beside a serving journal
     fsync_directory(directory)
     for old in sorted(directory.glob("*" + SUFFIX))[:-KEEP]:
-        remove_paced(old)  # 165 MB freed at once would stall the journal's sync
+        remove_paced(old)  # tens of MB freed at once would stall the journal's sync
     return path
 
 
@@ -299,6 +314,9 @@ def read(path: Path, key: bytes, keys: Mapping[str, bytes]) -> Snapshot | None:
     if magic != MAGIC or version not in READABLE_VERSIONS or mac != _mac(key, covered, payload):
         log.error("snapshot %s: not a snapshot this journal key wrote; ignored", path.name)
         return None
+    if version not in UNCOMPRESSED_VERSIONS:
+        # Its frame states the decompressed size (the writer's default): one allocation.
+        payload = zstandard.ZstdDecompressor().decompress(payload)
     engine = _Unpickler(io.BytesIO(payload), keys).load()
     if not isinstance(engine, Engine):
         log.error("snapshot %s: holds no engine; ignored", path.name)

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
+import zstandard
 
 from protocols.terminal.mac import MacKey
 from switch import snapshot
@@ -63,6 +64,11 @@ def purses(data_dir: Path, clock: FakeClock) -> tuple[dict[str, int], int]:
         return {n: c.purse_fen for n, c in switch.engine.cards.items()}, switch.recovery.records
     finally:
         switch.journal.close()
+
+
+def pickled(data: bytes) -> bytes:
+    """What a format-5 snapshot's compressed payload holds: the pickled engine."""
+    return zstandard.ZstdDecompressor().decompress(data[snapshot.HEADER.size :])
 
 
 async def test_a_graceful_stop_leaves_a_snapshot_the_next_start_resumes_from(
@@ -251,7 +257,7 @@ def test_a_snapshot_holds_every_card_and_e_card_binding_as_it_was(
     assert len(again.ecard.by_token) == len(bindings) > 0
     # The terminal keys come from keys.json, not from the file.
     assert again.terminals["G0001"].key.verify(b"x", MacKey(keys.terminals["G0001"]).sign(b"x"))
-    assert keys.terminals["G0001"] not in data
+    assert keys.terminals["G0001"] not in pickled(data)
 
 
 def test_a_class_that_changes_shape_cannot_be_written_as_rows() -> None:
@@ -307,23 +313,70 @@ def test_a_version_3_snapshot_with_pickled_transit_states_is_still_read(
         def encode(transit: dict[str, TransitState]) -> dict[str, TransitState]:
             return transit
 
+    position, chain = switch.journal.appended_position, switch.journal.last_chain
     with monkeypatch.context() as patch:
         patch.setattr(snapshot, "_TRANSIT_ENCODER", Unencoded)
-        patch.setattr(snapshot, "FORMAT_VERSION", 3)
-        path = snapshot.write(
-            data_dir / snapshot.DIRECTORY,
-            switch.engine,
-            switch.journal.appended_position,
-            switch.journal.last_chain,
-            keys.journal,
-        )
+        current = snapshot.encode(switch.engine, position, chain, keys.journal)
     switch.journal.close()
+    path = data_dir / snapshot.DIRECTORY / f"{position:020d}{snapshot.SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Version 3's payload was not compressed either.
+    path.write_bytes(snapshot.sealed(3, position, chain, keys.journal, pickled(current)))
     assert snapshot.HEADER.unpack_from(path.read_bytes(), 0)[1] == 3
     loaded = snapshot.read(path, keys.journal, keys.terminals)
     assert loaded is not None and loaded.engine.transit == {"X00000009": TRANSIT}
     again = open_switch(data_dir, CONFIG, clock)  # and a restart resumes from it
     again.journal.close()
     assert again.engine.transit == {"X00000009": TRANSIT}
+
+
+def test_snapshots_are_compressed_and_an_uncompressed_version_4_is_still_read(
+    data_dir: Path, clock: FakeClock
+) -> None:
+    switch = open_switch(data_dir, CONFIG, clock)
+    switch.engine.transit = {"X00000009": TRANSIT}
+    switch.engine.cards["X00000009"].purse_fen = 4321
+    keys = KeyStore.load(data_dir)
+    position, chain = switch.journal.appended_position, switch.journal.last_chain
+    current = snapshot.encode(switch.engine, position, chain, keys.journal)
+    switch.journal.close()
+    assert snapshot.HEADER.unpack_from(current, 0)[1] == snapshot.FORMAT_VERSION == 5
+    # One Zstandard frame, and much smaller than what it holds (the demo's rows repeat).
+    payload = current[snapshot.HEADER.size :]
+    assert payload.startswith(b"\x28\xb5\x2f\xfd")
+    assert len(payload) * 2 < len(pickled(current))
+
+    path = data_dir / snapshot.DIRECTORY / f"{position:020d}{snapshot.SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(snapshot.sealed(4, position, chain, keys.journal, pickled(current)))
+    loaded = snapshot.read(path, keys.journal, keys.terminals)
+    assert loaded is not None and loaded.engine.transit == {"X00000009": TRANSIT}
+    again = open_switch(data_dir, CONFIG, clock)  # and a restart resumes from it
+    again.journal.close()
+    assert again.snapshot_position == position
+    assert again.engine.cards["X00000009"].purse_fen == 4321
+
+
+def test_a_compressed_payload_is_authenticated_before_it_is_decompressed(
+    data_dir: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    switch = open_switch(data_dir, CONFIG, clock)
+    keys = KeyStore.load(data_dir)
+    data = snapshot.encode(switch.engine, 1, bytes(16), keys.journal)
+    switch.journal.close()
+    path = data_dir / "forged.snapshot"
+    # 64 MiB of zeros in a few kilobytes, under a MAC made with another key.
+    bomb = zstandard.ZstdCompressor().compress(bytes(64 * 1024 * 1024))
+    path.write_bytes(snapshot.sealed(5, 1, bytes(16), b"x" * 32, bomb))
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decompressed before its MAC was checked")
+
+    monkeypatch.setattr(zstandard.ZstdDecompressor, "decompress", refuse)
+    assert snapshot.read(path, keys.journal, keys.terminals) is None
+    monkeypatch.undo()
+    path.write_bytes(data)
+    assert snapshot.read(path, keys.journal, keys.terminals) is not None
 
 
 def test_encoding_a_snapshot_sets_off_no_garbage_collection(
