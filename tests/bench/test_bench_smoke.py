@@ -162,6 +162,7 @@ def test_probe_reports_a_step_its_threads_and_the_switchs_histograms(tmp_path: P
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
     out = done.stdout.decode()
     assert "unanswered 0, unexpected answers 0, MAC failures 0" in out
+    assert "switch threads and child processes over the measured window:" in out
     assert re.search(r"^  main +\d+% of a core", out, re.MULTILINE), out
     for histogram in ("request_duration_seconds", "journal_fsync_duration_seconds"):
         assert re.search(rf"onecard_{histogram}: n=[1-9]\d* p50<=", out), out
