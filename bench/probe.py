@@ -10,8 +10,8 @@ data directory D (`onecard demo --cards N` makes one) so that the run leaves D a
 writes the copy to disk, starts the switch on it, runs one step in the load generator
 (bench/loadgen.py, as the bench does) and prints, besides the generator's figures:
 
-* each switch thread's CPU (user, system) and context switches over the measured window, from
-  /proc/<pid>/task: the main thread (the event loop and the engine) apart from the
+* each switch thread's CPU (user, system) and context switches over the measured window,
+  from /proc/<pid>/task: the main thread (the event loop and the engine) apart from the
   journal writer and the rest; involuntary switches are the scheduler taking the CPU away;
 * the switch's own histograms over the measured window, from its metrics endpoint: the
   request duration (read to answer), the journal sync and the group size, as the upper
@@ -193,10 +193,10 @@ def probe(args: argparse.Namespace, work: Path) -> list[str]:
         generator = subprocess.Popen(command, stdin=subprocess.DEVNULL)
         time.sleep(args.warmup)
         buckets_before = scrape(match["url"])
-        # The threads' CPU over the window only: with the warm-up's start and the drain's
-        # idle tail in it, a main thread busy all through the window read as 86-88%
-        # (docs/performance.md, Ninth round). The generator's window starts a little
-        # after its process, so this one ends a little before the generator's.
+        # The threads' CPU over the window only, without the warm-up's start and the
+        # drain's idle tail, which made a thread's share look lower than it was in the
+        # window. The generator's window starts a little after its process, so this one
+        # ends a little before the generator's.
         threads_before = tree_thread_times(server.pid)
         window_started = time.monotonic()
         time.sleep(args.duration)
