@@ -6,11 +6,16 @@
 Each user is one terminal with its own connection and sequence numbers: metro entry gates
 tapping passengers in, exit gates tapping out passengers who entered earlier (at any
 station), the bus validators outside, and the station shops' POS taking purchases and
-balance enquiries. The mix, the declines and the retries are bench.mix's, as in the load
-generator. Every answer fires locust's request event named "<intent> <code>" with its
-response time; answers outside what the intent allows, failed MACs and retries answered
-differently count as failures. Users beyond the data directory's terminals of their kind
-stop at their first task (the demo has one entry and one exit gate per metro station).
+balance enquiries. A share of passengers and shoppers (`--onecard-qr-share`, 0.3 by
+default) show their e-card's QR code instead of the card: a fresh payment code signed with
+the data directory's QR signing key, as the app service would (the e-cards are read from a
+copy of the journal when the first user starts: seconds for a few hundred thousand cards).
+The mix, the declines and the retries are bench.mix's, as in the load generator. Every
+answer fires locust's request event named "<intent> <code>" (a QR payment's intent is the
+card's, prefixed "qr-") with its response time; answers outside what the intent allows,
+failed MACs and retries answered differently count as failures. Users beyond the data
+directory's terminals of their kind stop at their first task (the demo has one entry and
+one exit gate per metro station).
 
 locust runs on gevent, so this file uses plain blocking sockets (which locust
 monkey-patches) and never asyncio. One locust process spends far more CPU per request than
@@ -34,10 +39,22 @@ from urllib.parse import urlsplit
 from locust import User, between, events, task
 from locust.exception import StopUser
 
-from bench.mix import EXPECTED_CODES, METRO_ENTRY, RETRY, Mix, Planned, Role, TerminalScript
+from bench.mix import (
+    EXPECTED_CODES,
+    METRO_ENTRY,
+    QR_METRO_ENTRY,
+    RETRY,
+    Mix,
+    Planned,
+    QrWallet,
+    Role,
+    TerminalScript,
+)
 from protocols.errors import RemoteProtocolError
 from protocols.terminal import ClientCodec, MacKey, Response
 from switch.client import clock_seq
+from switch.config import Config
+from switch.ecard.admin import replayed_copy
 from switch.keystore import KeyStore
 
 DEFAULT_PORT = 7700
@@ -54,6 +71,9 @@ INSIDE_MAX = 100_000
 # must at least stay inside longer than the network's repeat-tap guard (2 s on M, answered
 # 65), or the exit would be refused as a double tap.
 RIDE_SECONDS_MIN = 5.0
+# Passengers and shoppers who show the e-card's QR code rather than the card. A guess: the
+# regulation gives both equal validity, and phones are at hand in a queue.
+QR_SHARE = 0.3
 
 log = logging.getLogger("onecard.locust")
 
@@ -71,6 +91,12 @@ def _options(parser: Any, **_kwargs: Any) -> None:
         default=int(os.environ.get("ONECARD_CARDS", "1000")),
         help="demo cards the switch holds (onecard demo --cards)",
     )
+    parser.add_argument(
+        "--onecard-qr-share",
+        type=float,
+        default=float(os.environ.get("ONECARD_QR_SHARE", str(QR_SHARE))),
+        help="share of payments made with the e-card's QR code instead of the card",
+    )
 
 
 class AnswerError(Exception):
@@ -82,7 +108,10 @@ class Roster:
     inside the metro (tapped in, not yet out)."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.keys = KeyStore.load(data_dir).terminals
+        store = KeyStore.load(data_dir)
+        self.keys = store.terminals
+        # The e-cards as the switch holds them now, from a copy of its journal.
+        self.wallet = QrWallet(replayed_copy(data_dir, Config(), store).ecard, store.qr_signing)
         self._free = {
             role: deque(sorted(t for t in self.keys if t.startswith(prefix)))
             for role, prefix in PREFIXES.items()
@@ -145,6 +174,7 @@ class TerminalUser(User):
         options = self.environment.parsed_options
         data_dir = Path(getattr(options, "onecard_data_dir", "data"))
         cards = int(getattr(options, "onecard_cards", 1000))
+        qr_share = float(getattr(options, "onecard_qr_share", QR_SHARE))
         self._roster = roster_for(data_dir)
         self._script: TerminalScript | None = None
         self._link: TerminalLink | None = None
@@ -161,9 +191,10 @@ class TerminalUser(User):
             key,
             first_seq=clock_seq(),
             cards=cards,
-            mix=Mix(),
+            mix=Mix(qr_share=qr_share),
             rng=random.Random(),
             card_start=random.randrange(cards),
+            wallet=self._roster.wallet,
         )
         host, port = _address(self.host)
         self._link = TerminalLink(host, port, key)
@@ -242,7 +273,7 @@ class MetroEntryUser(TerminalUser):
         sent = self.send_next()
         if sent is not None:
             planned, response = sent
-            if planned.label == METRO_ENTRY and response.code == "00":
+            if planned.label in (METRO_ENTRY, QR_METRO_ENTRY) and response.code == "00":
                 self._roster.inside.append((time.monotonic(), planned.card))
 
 

@@ -12,6 +12,13 @@ Cards are the demo cards (switch/demo.py): X00000001 and X00000008.. are active 
 purse; X00000002..X00000007 sit in other states and are only used on purpose. Each script
 walks the cards in a fixed stride rather than at random: a passenger taps the same line
 rarely, and the switch refuses a second tap on a line within seconds (65).
+
+Given a QrWallet, a share of passengers (Mix.qr_share) show their e-card's QR code instead
+of the card, at gates and at shops: a fresh payment code, signed as the app service signs
+it, which the switch decides exactly like the card's own tap or purchase. The bench's load
+generator offers none (its share is 0): signing a code costs the generator more than the
+switch spends on a tap, and the bench's traffic is the issue's taps, purchases and
+enquiries. The locust station shows them (bench/locustfile.py).
 """
 
 from __future__ import annotations
@@ -19,15 +26,20 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import msgspec
 
-from protocols.terminal import Balance, Purchase, Response, Tap, encode_request
+from protocols.ecard import BusinessType
+from protocols.terminal import Balance, Purchase, Response, Scan, Tap, encode_request
 from protocols.terminal.mac import MacKey
 from switch.config import EngineConfig
 from switch.demo import EMPTY_PURSE_CARD, FIXED_STATUSES, card_number
 from switch.domain.model import CardStatus
+from switch.ecard.issue import mint_qr
+from switch.ecard.state import EcardState
+from switch.errors import EcardError
 
 # The first demo serial after the fixed-state cards: from here on every card is active.
 FIRST_ORDINARY_SERIAL = EMPTY_PURSE_CARD + 1
@@ -58,6 +70,12 @@ PURCHASE_UNKNOWN_CARD = "purchase-unknown-card"
 PURCHASE_OVER_LIMIT = "purchase-over-limit"
 BALANCE = "balance"
 RETRY = "retry"
+# What a passenger showing the e-card's QR code meant: the same as with the card.
+QR_PREFIX = "qr-"
+QR_TAP = QR_PREFIX + TAP
+QR_METRO_ENTRY = QR_PREFIX + METRO_ENTRY
+QR_METRO_EXIT = QR_PREFIX + METRO_EXIT
+QR_PURCHASE = QR_PREFIX + PURCHASE
 # The codes an honest switch gives for each intent; anything else is an error to report.
 # Purses do run dry during long runs (51); a card can come round to the same line again
 # within the repeat-tap guard (65) when a run has more taps than there are cards; a metro
@@ -73,6 +91,9 @@ EXPECTED_CODES: dict[str, frozenset[str]] = {
     PURCHASE_OVER_LIMIT: frozenset({"61"}),
     BALANCE: frozenset({"00"}),
 }
+# The ordinary payments a holder may make with the QR code instead of the card.
+QR_PAYMENTS = frozenset({TAP, METRO_ENTRY, METRO_EXIT, PURCHASE})
+EXPECTED_CODES |= {QR_PREFIX + label: EXPECTED_CODES[label] for label in QR_PAYMENTS}
 
 
 class Role(enum.StrEnum):
@@ -100,6 +121,29 @@ class Mix(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     purchase_fen_max: int = 3000  # ¥30: a meal
     # Above the switch's default purchase limit (EngineConfig.purchase_amount_max_fen).
     over_limit_fen: int = 50_000
+    # Passengers and shoppers who show the e-card's QR code instead of the card (with a
+    # QrWallet; otherwise none do).
+    qr_share: float = 0.0
+
+
+class QrWallet:
+    """The e-cards of the data directory's cards, showing payment codes as the holders'
+    phones do: fresh from the app service's signing key (switch.ecard.issue.mint_qr, the
+    function behind `onecard qr mint`)."""
+
+    def __init__(self, state: EcardState, signing_keys: Mapping[int, bytes]) -> None:
+        self._state = state
+        self._signing_keys = signing_keys
+
+    def payment_code(self, card: str, now_ms: int) -> bytes | None:
+        """A payment code for `card`, or None when its e-card cannot show one (the demo's
+        X.......9 have no e-card, X.......8 only an identity one). Its nonce is random, as a
+        phone's is, not drawn from a script's seeded generator: two scripts seeded alike
+        would show the same nonce twice, and the switch refuses a code seen before (85)."""
+        try:
+            return mint_qr(self._state, self._signing_keys, card, BusinessType.PAYMENT, now_ms)
+        except EcardError:
+            return None
 
 
 class Planned(NamedTuple):
@@ -133,6 +177,7 @@ class TerminalScript:
         "_recent",
         "_role",
         "_terminal_id",
+        "_wallet",
     )
 
     def __init__(
@@ -147,6 +192,7 @@ class TerminalScript:
         rng: random.Random,
         card_start: int = 0,
         card_stride: int = 1,
+        wallet: QrWallet | None = None,
     ) -> None:
         if cards < FIRST_ORDINARY_SERIAL:
             raise ValueError(f"need at least {FIRST_ORDINARY_SERIAL} demo cards, got {cards}")
@@ -162,6 +208,7 @@ class TerminalScript:
         self._mix = mix
         self._random = rng
         self._recent: deque[Planned] = deque(maxlen=RETRY_MEMORY)
+        self._wallet = wallet
 
     @property
     def terminal_id(self) -> str:
@@ -200,7 +247,24 @@ class TerminalScript:
         else:
             label = METRO_ENTRY if role is Role.METRO_ENTRY else METRO_EXIT
             request = Tap(self._terminal_id, seq, now_ms, card or self.next_card())
-        return Planned(seq, encode_request(request, self._key), label, request.card, None)
+        sent: Tap | Purchase | Balance | Scan = request
+        if label in QR_PAYMENTS and not isinstance(request, Balance):
+            label, sent = self._maybe_qr(label, request, now_ms)
+        return Planned(seq, encode_request(sent, self._key), label, request.card, None)
+
+    def _maybe_qr(
+        self, label: str, request: Tap | Purchase, now_ms: int
+    ) -> tuple[str, Tap | Purchase | Scan]:
+        """The same payment with the card's QR code instead, for a share of holders."""
+        wallet = self._wallet
+        if wallet is None or self._random.random() >= self._mix.qr_share:
+            return label, request
+        code = wallet.payment_code(request.card, now_ms)
+        if code is None:
+            return label, request
+        amount = request.amount_fen if type(request) is Purchase else 0
+        scan = Scan(request.terminal_id, request.seq, request.terminal_time_ms, code, amount)
+        return QR_PREFIX + label, scan
 
     def answered(self, planned: Planned, response: Response) -> bool:
         """Note an answer; False when it is a retry's answer and differs from the first."""

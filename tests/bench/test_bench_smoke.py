@@ -15,10 +15,12 @@ import pytest
 
 from bench import gcpause
 from bench.iso import BANK, PURSE
-from bench.mix import EXPECTED_CODES, RETRY, Mix, Role, TerminalScript
+from bench.mix import EXPECTED_CODES, QR_PREFIX, RETRY, Mix, QrWallet, Role, TerminalScript
 from bench.report import BASELINE, PEAK_PIPELINED, SWITCH, IsoReport, Report
 from bench.servers import running, switch_command
-from protocols.terminal import ClientCodec, MacKey, ServerCodec
+from protocols.ecard import decode_qr
+from protocols.terminal import ClientCodec, MacKey, Scan, ServerCodec
+from protocols.terminal.codec import RequestFrame
 from switch.config import EngineConfig
 from switch.demo import DemoSpec, create_demo, demo_records
 from switch.engine import Engine
@@ -34,13 +36,17 @@ NOW_MS = 1_764_400_000_000
 
 
 def test_mix_gets_the_answers_it_expects_from_the_engine() -> None:
-    """Every intent's answer is one the mix allows, and retries get the very same answer."""
+    """Every intent's answer is one the mix allows, and retries get the very same answer;
+    with a wallet, holders pay by QR code too, each code standing for the intent's card."""
     config = EngineConfig()
     keys = KeyStore()
     engine = Engine(config, keys.terminals)
     for record in demo_records(DemoSpec(cards=SMOKE_CARDS), keys, config):
         engine.apply(record)
-    mix = Mix(retry=0.2, gate_unknown_card=0.1, gate_lost_card=0.1, pos_unknown_card=0.1)
+    mix = Mix(
+        retry=0.2, gate_unknown_card=0.1, gate_lost_card=0.1, pos_unknown_card=0.1, qr_share=0.3
+    )
+    wallet = QrWallet(engine.ecard, keys.qr_signing)
     server = ServerCodec()
     now_ms = NOW_MS
     labels: set[str] = set()
@@ -49,14 +55,27 @@ def test_mix_gets_the_answers_it_expects_from_the_engine() -> None:
         key = MacKey(keys.terminals[terminal_id])
         rng = random.Random(7)
         return TerminalScript(
-            terminal_id, role, key, first_seq=1, cards=SMOKE_CARDS, mix=mix, rng=rng
+            terminal_id,
+            role,
+            key,
+            first_seq=1,
+            cards=SMOKE_CARDS,
+            mix=mix,
+            rng=rng,
+            wallet=wallet,
         ), ClientCodec(key)
 
     def exchange(terminal: TerminalScript, client: ClientCodec, card: str | None = None) -> str:
         planned = terminal.next_request(now_ms, card)
         server.receive_data(planned.frame)
+        frames = server.next_frames()
+        if planned.label.startswith(QR_PREFIX):
+            [frame] = frames
+            assert type(frame) is RequestFrame and type(frame.request) is Scan
+            token = decode_qr(frame.request.qr).claims.card_token
+            assert engine.ecard.by_token[token].card == planned.card
         records: list[Record] = []
-        client.receive_data(engine.authorise(server.next_frames(), now_ms, records))
+        client.receive_data(engine.authorise(frames, now_ms, records))
         [(response, mac_ok)] = client.next_responses()
         assert mac_ok and response.seq == planned.seq
         assert terminal.answered(planned, response), "a retry got a different answer"
@@ -216,6 +235,8 @@ def test_locust_headless_against_a_live_switch(tmp_path: Path) -> None:
             str(data_dir),
             "--onecard-cards",
             str(SMOKE_CARDS),
+            "--onecard-qr-share",
+            "0.5",
             "--csv",
             str(prefix),
             "--only-summary",
@@ -230,6 +251,8 @@ def test_locust_headless_against_a_live_switch(tmp_path: Path) -> None:
     assert int(total["Request Count"]) > 0
     assert int(total["Failure Count"]) == 0
     assert any(name.startswith("tap ") for name in rows)
+    # Holders showing the e-card's QR code, decided like their cards.
+    assert any(name.startswith(("qr-tap 00", "qr-metro-entry 00")) for name in rows), rows
 
 
 def test_bench_iso_mode_writes_its_outputs(tmp_path: Path) -> None:
