@@ -35,6 +35,7 @@ from bench.histogram import samples, summarise
 from bench.machine import main_thread_cpu_seconds, process_tree_cpu_seconds, system_cpu_seconds
 from bench.mix import EXPECTED_CODES, Planned, Role, TerminalScript
 from bench.spec import CLOSED, LoadResult, LoadSpec
+from bench.wallet import wallet_of
 from protocols.errors import RemoteProtocolError
 from protocols.terminal import ClientCodec, MacKey
 from switch.keystore import KeyStore
@@ -343,6 +344,8 @@ def _cpu_mark(server_pid: int | None) -> CpuMark:
 async def generate(spec: LoadSpec) -> LoadResult:
     loop = asyncio.get_running_loop()
     keys = KeyStore.load(Path(spec.data_dir)).terminals
+    # QR codes are shown only when asked for: the wallet costs a replay of the journal.
+    wallet = wallet_of(Path(spec.data_dir)) if spec.mix.qr_share > 0 else None
     rng = random.Random(spec.seed)
     # Placeholders until the start time is known; set before the first send.
     recorder = Recorder(0.0, 0.0)
@@ -374,6 +377,7 @@ async def generate(spec: LoadSpec) -> LoadResult:
             rng=random.Random(f"{spec.seed}:{terminal_id}"),
             card_start=card_start + index,
             card_stride=len(terminals),
+            wallet=wallet,
         )
         return Connection(script, key, recorder, driver)
 

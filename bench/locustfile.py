@@ -46,15 +46,13 @@ from bench.mix import (
     RETRY,
     Mix,
     Planned,
-    QrWallet,
     Role,
     TerminalScript,
 )
+from bench.wallet import wallet_of
 from protocols.errors import RemoteProtocolError
 from protocols.terminal import ClientCodec, MacKey, Response
 from switch.client import clock_seq
-from switch.config import Config
-from switch.ecard.admin import replayed_copy
 from switch.keystore import KeyStore
 
 DEFAULT_PORT = 7700
@@ -108,10 +106,8 @@ class Roster:
     inside the metro (tapped in, not yet out)."""
 
     def __init__(self, data_dir: Path) -> None:
-        store = KeyStore.load(data_dir)
-        self.keys = store.terminals
-        # The e-cards as the switch holds them now, from a copy of its journal.
-        self.wallet = QrWallet(replayed_copy(data_dir, Config(), store).ecard, store.qr_signing)
+        self.keys = KeyStore.load(data_dir).terminals
+        self.wallet = wallet_of(data_dir)
         self._free = {
             role: deque(sorted(t for t in self.keys if t.startswith(prefix)))
             for role, prefix in PREFIXES.items()

@@ -3,6 +3,7 @@
     python -m bench.probe --data-dir D [--rate 10000] [--mixed] [--duration 20]
                           [--warmup 3] [--connections 64] [--pin SWITCH_CPUS/GENERATOR_CPUS]
                           [--config SWITCH_TOML] [--depth N] [--loop uvloop|asyncio|trio]
+                          [--qr-share S]
 
 `onecard bench` answers "how close is the switch to the baseline"; this answers "why is
 this step's tail what it is" (docs/performance.md, third and fourth rounds). It copies the
@@ -41,6 +42,7 @@ import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.machine import ThreadTimes, children, thread_times, write_back
+from bench.mix import Mix
 from bench.report import SNAPSHOT_LINE
 from bench.runner import pos_count, terminals
 from bench.servers import start_server, switch_command
@@ -184,6 +186,7 @@ def probe(args: argparse.Namespace, work: Path) -> list[str]:
             rate_per_second=0.0 if args.depth else args.rate,
             depth=args.depth or 1,
             server_pid=server.pid,
+            mix=Mix(qr_share=args.qr_share),
         )
         (work / "spec.json").write_bytes(msgspec.json.encode(spec))
         command = [sys.executable, "-m", "bench.loadgen", str(work / "spec.json")]
@@ -237,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pin", help="SWITCH_CPUS/GENERATOR_CPUS for taskset, e.g. 0/1")
     parser.add_argument("--config", type=Path, help="the switch's TOML configuration")
     parser.add_argument("--depth", type=int, default=0, help="closed loop: requests in flight")
+    parser.add_argument(
+        "--qr-share", type=float, default=0.0, help="payments made with e-card QR codes"
+    )
     parser.add_argument(
         "--loop", choices=("uvloop", "asyncio", "trio"), default="uvloop", help="switch loop"
     )

@@ -174,7 +174,7 @@ def test_probe_reports_a_step_its_threads_and_the_switchs_histograms(tmp_path: P
     before = {path.name: path.read_bytes() for path in journal.iterdir()}
     command = [sys.executable, "-m", "bench.probe", "--data-dir", str(data_dir)]
     command += ["--cards", str(SMOKE_CARDS), "--rate", "100", "--connections", "4"]
-    command += ["--duration", "0.5", "--warmup", "0.2", "--mixed"]
+    command += ["--duration", "0.5", "--warmup", "0.2", "--mixed", "--qr-share", "0.3"]
     done = subprocess.run(
         command, check=False, capture_output=True, timeout=BENCH_SECONDS, cwd=ROOT
     )
