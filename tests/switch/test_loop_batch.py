@@ -117,7 +117,7 @@ async def test_reads_arriving_while_a_group_is_synced_are_decided_as_one_batch_a
     start = switch.journal.appended_position
 
     batch.add(first, tap(keys, "G0001", 1, "X00000001", clock))  # type: ignore[arg-type]
-    await anyio.to_thread.run_sync(gate.entered.wait)  # its group is being synced
+    assert await anyio.to_thread.run_sync(gate.entered.wait, 10)  # its group is being synced
     assert switch.journal.appended_position == start + 1
 
     # Two reads, in two loop iterations, while that group is still in fdatasync.
