@@ -393,6 +393,8 @@ async def generate(spec: LoadSpec) -> LoadResult:
         )
 
     start = time.perf_counter()
+    if spec.started_path is not None:
+        Path(spec.started_path).touch()
     recorder.measure_from = start + spec.warmup_seconds
     recorder.measure_until = recorder.measure_from + spec.duration_seconds
     cpu_marks: list[CpuMark] = []

@@ -59,6 +59,10 @@ HISTOGRAMS = {
     "onecard_gc_pause_seconds": ("generation", "2"),
 }
 QUANTILES = (0.5, 0.99, 0.999)
+# How long the generator may take to connect and get ready (reading a million cards'
+# e-cards for QR codes takes about half a minute), and how often the probe looks.
+GENERATOR_START_SECONDS_MAX = 180.0
+START_POLL_SECONDS = 0.05
 # Bounds for the generator process: well above a step's planned time plus its drain.
 GENERATOR_SLACK_SECONDS = 60.0
 
@@ -105,6 +109,16 @@ def tree_thread_times(pid: int) -> dict[int, ThreadTimes]:
     return times
 
 
+def _wait_for_start(started: Path, generator: subprocess.Popen[bytes]) -> None:
+    """Until the generator's schedule starts: it connects first, and with QR codes reads
+    the e-cards from the journal (half a minute for a million cards)."""
+    deadline = time.monotonic() + GENERATOR_START_SECONDS_MAX
+    while not started.exists():
+        if generator.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the load generator did not start its schedule")
+        time.sleep(START_POLL_SECONDS)
+
+
 def thread_lines(
     pid: int,
     before: dict[int, ThreadTimes],
@@ -117,8 +131,8 @@ def thread_lines(
         then = before.get(tid, ThreadTimes(0.0, 0.0, 0, 0))
         user = now.user_seconds - then.user_seconds
         system = now.system_seconds - then.system_seconds
-        if user + system < 0.01 * wall:
-            continue  # idle helpers (the metrics server, worker threads)
+        if tid != pid and user + system < 0.01 * wall:
+            continue  # idle helpers (the metrics server, worker threads); main always shows
         name = "main" if tid == pid else f"{'child' if tid in processes else 'thread'} {tid}"
         lines.append(
             f"  {name:<14} {100 * (user + system) / wall:4.0f}% of a core "
@@ -187,6 +201,7 @@ def probe(args: argparse.Namespace, work: Path) -> list[str]:
             depth=args.depth or 1,
             server_pid=server.pid,
             mix=Mix(qr_share=args.qr_share),
+            started_path=str(work / "started"),
         )
         (work / "spec.json").write_bytes(msgspec.json.encode(spec))
         command = [sys.executable, "-m", "bench.loadgen", str(work / "spec.json")]
@@ -194,12 +209,13 @@ def probe(args: argparse.Namespace, work: Path) -> list[str]:
         if generator_cpus:
             command = ["taskset", "--cpu-list", generator_cpus, *command]
         generator = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        _wait_for_start(work / "started", generator)
         time.sleep(args.warmup)
         buckets_before = scrape(match["url"])
         # The threads' CPU over the window only, without the warm-up's start and the
         # drain's idle tail, which made a thread's share look lower than it was in the
-        # window. The generator's window starts a little after its process, so this one
-        # ends a little before the generator's.
+        # window. It starts within a poll of the generator's (the start file, then the
+        # same warm-up).
         threads_before = tree_thread_times(server.pid)
         window_started = time.monotonic()
         time.sleep(args.duration)

@@ -39,6 +39,9 @@ class LoadSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     card_start: int = 0
     # The server's process id, so its CPU time is read at the measured window's edges.
     server_pid: int | None = None
+    # A file the generator creates when its schedule starts, after connecting (and reading
+    # the e-cards when it shows QR codes): for tools that watch the server meanwhile.
+    started_path: str | None = None
 
 
 class LoadResult(msgspec.Struct, frozen=True):
