@@ -9,10 +9,10 @@ station), the bus validators outside, and the station shops' POS taking purchase
 balance enquiries. A share of passengers and shoppers (`--onecard-qr-share`, 0.3 by
 default) show their e-card's QR code instead of the card: a fresh payment code signed with
 the data directory's QR signing key, as the app service would (the e-cards are read from a
-copy of the journal when the first user starts: seconds for a few hundred thousand cards).
-The mix, the declines and the retries are bench.mix's, as in the load generator. Every
-answer fires locust's request event named "<intent> <code>" (a QR payment's intent is the
-card's, prefixed "qr-") with its response time; answers outside what the intent allows,
+copy of the journal when the first user needs them: seconds for a few hundred thousand
+cards). The mix, the declines and the retries are bench.mix's, as in the load generator.
+Every answer fires locust's request event named "<intent> <code>" (a QR payment's intent is
+the card's, prefixed "qr-") with its response time; answers outside what the intent allows,
 failed MACs and retries answered differently count as failures. Users beyond the data
 directory's terminals of their kind stop at their first task (the demo has one entry and
 one exit gate per metro station).
@@ -25,6 +25,7 @@ the switch does and cannot saturate it: use it for realistic pacing and behaviou
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -46,6 +47,7 @@ from bench.mix import (
     RETRY,
     Mix,
     Planned,
+    QrWallet,
     Role,
     TerminalScript,
 )
@@ -107,7 +109,7 @@ class Roster:
 
     def __init__(self, data_dir: Path) -> None:
         self.keys = KeyStore.load(data_dir).terminals
-        self.wallet = wallet_of(data_dir)
+        self._data_dir = data_dir
         self._free = {
             role: deque(sorted(t for t in self.keys if t.startswith(prefix)))
             for role, prefix in PREFIXES.items()
@@ -123,6 +125,11 @@ class Roster:
     def give_back(self, role: Role, terminal_id: str) -> None:
         with self._lock:
             self._free[role].append(terminal_id)
+
+    @functools.cached_property
+    def wallet(self) -> QrWallet:
+        """The e-cards, read when a user first needs them (a replay of the journal)."""
+        return wallet_of(self._data_dir)
 
 
 _rosters: dict[Path, Roster] = {}
@@ -190,7 +197,7 @@ class TerminalUser(User):
             mix=Mix(qr_share=qr_share),
             rng=random.Random(),
             card_start=random.randrange(cards),
-            wallet=self._roster.wallet,
+            wallet=self._roster.wallet if qr_share > 0 else None,
         )
         host, port = _address(self.host)
         self._link = TerminalLink(host, port, key)
