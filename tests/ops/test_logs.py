@@ -25,8 +25,9 @@ from switch.ops.logs import (
     TextFormatter,
     configure_logging,
     correlate,
+    new_request_id,
 )
-from switch.privacy.masking import install_log_guard
+from switch.privacy.masking import install_log_guard, mask_text
 from tests.conftest import Running
 
 CITIZEN_ID = "420302196503150014"
@@ -119,6 +120,15 @@ async def test_api_request_ids(
     assert (request_id == sent) is kept
     [record] = [r for r in captured if r.getMessage() == "store unavailable"]
     assert json.loads(JsonFormatter().format(record))["request_id"] == request_id
+
+
+def test_request_ids_we_make_up_are_never_masked() -> None:
+    # A hex id once held "16230258727", a mobile number to the guard, and was logged as
+    # "162****8727c6af0" while the caller got it whole.
+    assert mask_text("16230258727c6af0") != "16230258727c6af0"
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(REQUEST_ID_SHAPE.fullmatch(i) and mask_text(i) == i for i in ids)
 
 
 @pytest.mark.anyio
