@@ -74,8 +74,6 @@ RETRY = "retry"
 QR_PREFIX = "qr-"
 QR_TAP = QR_PREFIX + TAP
 QR_METRO_ENTRY = QR_PREFIX + METRO_ENTRY
-QR_METRO_EXIT = QR_PREFIX + METRO_EXIT
-QR_PURCHASE = QR_PREFIX + PURCHASE
 # The codes an honest switch gives for each intent; anything else is an error to report.
 # Purses do run dry during long runs (51); a card can come round to the same line again
 # within the repeat-tap guard (65) when a run has more taps than there are cards; a metro
